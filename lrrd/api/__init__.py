@@ -1,0 +1,1 @@
+"""lrrd.api package."""

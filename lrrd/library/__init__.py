@@ -1,0 +1,1 @@
+"""lrrd.library package."""

