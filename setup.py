@@ -7,6 +7,9 @@ setup(
     version="0.1.0",
     description="A LANraragi-compatible comic/manga archive server on Twisted",
     python_requires=">=3.11",
+    # package_dir {"": "."} makes `pip install -e .` a plain .pth to the checkout, which is what
+    # lets twistd find twisted/plugins/lrrd_plugin.py (its plugin scan walks sys.path).
+    package_dir={"": "."},
     packages=find_packages(exclude=["tests", "tests.*", "bench", "tools"]) + ["twisted.plugins"],
     package_data={"lrrd": ["api/contract.json", "static/*"]},
     include_package_data=True,

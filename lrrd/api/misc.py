@@ -1,0 +1,64 @@
+"""The misc area: ``/api/info`` now; temp folder, downloads and thumbnails regeneration later."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+import lrrd
+from lrrd.api.area import area_app
+from lrrd.api.errors import write_json, xml_escape
+from lrrd.store.config import ConfigStore, as_int, flag
+from lrrd.store.redis import DB, RedisStore, gather
+
+
+class MiscApi:
+    """Server-wide information and maintenance endpoints."""
+
+    app = area_app()
+
+    def __init__(self, redis: RedisStore, debug: bool = False) -> None:
+        self._redis = redis
+        self._config = ConfigStore(redis)
+        self._debug = debug
+
+    async def server_info(self) -> dict[str, Any]:
+        """/api/info with the original's types: real booleans, integers for counts."""
+        config = await self._config.get(
+            "htmltitle", "motd", "enablepass", "devmode", "nofunmode", "pagesize",
+            "enableresize", "localprogress", "authprogress", "excludednamespaces",
+        )
+        search = self._redis.db(DB.SEARCH)
+        total_archives, cleared = await gather(
+            search.scard("LRR_TANKGROUPED"),
+            search.hget("LRR_SEARCHCACHE", "created"),
+        )
+        return {
+            "name": xml_escape(config["htmltitle"]),
+            "motd": xml_escape(config["motd"]),
+            "version": lrrd.LRR_VERSION,
+            "version_name": lrrd.LRR_VERSION_NAME,
+            "version_desc": lrrd.LRR_VERSION_DESC,
+            "has_password": flag(config["enablepass"]),
+            "debug_mode": flag(config["devmode"]) or self._debug,
+            "nofun_mode": flag(config["nofunmode"]),
+            "archives_per_page": as_int(config["pagesize"], 100),
+            "server_resizes_images": flag(config["enableresize"]),
+            "server_tracks_progress": not flag(config["localprogress"]),
+            "authenticated_progress": flag(config["authprogress"]),
+            "total_pages_read": await self._config.total_pages_read(),
+            "total_archives": int(total_archives or 0),
+            # The original reads this from the wrong database and so always says "now";
+            # lrrd reports the real last invalidation and "now" when there was none.
+            "cache_last_cleared": as_int(cleared, 0) or int(time.time()),
+            "excluded_namespaces": [
+                ns.strip() for ns in config["excludednamespaces"].split(",") if ns.strip()
+            ],
+        }
+
+    @app.route("/info", methods=["GET"], endpoint="getServerInfo")
+    async def get_server_info(self, request: IRequest) -> bytes:
+        return write_json(request, await self.server_info())
+

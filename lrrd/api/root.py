@@ -1,0 +1,212 @@
+"""The ``/api`` root: contract matching, authentication, No-Fun mode, CORS and error JSON in one place.
+
+Each request is matched against the OpenAPI contract first, so every path of the spec answers
+(501 until built), security follows the spec's per-operation flags exactly, and the area's Klein
+app only ever sees requests that are authorised and well-formed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Iterable, Mapping
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+
+from lrrd.api.auth import has_valid_key, is_authenticated
+from lrrd.api.contract import Contract, Operation, validate_request
+from lrrd.api.errors import ValidationFailed, render_failure, write_json
+from lrrd.store.config import AccessSettings
+from lrrd.store.redis import StoreUnavailable
+
+log = Logger()
+
+CORS_HEADERS = (
+    (b"Access-Control-Allow-Origin", b"*"),
+    (b"Access-Control-Allow-Methods", b"GET, OPTIONS, POST, DELETE, PUT"),
+    (b"Access-Control-Allow-Headers", b"Authorization"),
+)
+
+NOFUN_BODY = {"error": "This API is protected and requires login or an API Key."}
+
+#: Set on the request for handlers: the matched operation, the access settings, and whether
+#: the caller proved the API key (progress updates with ``authprogress`` need that).
+OPERATION_ATTR = "lrrd_operation"
+ACCESS_ATTR = "lrrd_access"
+AUTHENTICATED_ATTR = "lrrd_authenticated"
+
+
+def implemented_operations(area: Any) -> set[str]:
+    """The operationIds an area's Klein app has routes for (its routes' endpoint names)."""
+    return {rule.endpoint for rule in area.app.url_map.iter_rules()}
+
+
+def decode_segments(segments: Iterable[bytes]) -> str | None:
+    try:
+        return "/" + "/".join(segment.decode("utf-8") for segment in segments)
+    except UnicodeDecodeError:
+        return None
+
+
+def query_arguments(request: IRequest) -> dict[str, list[str]]:
+    """Query and form fields decoded as UTF-8 (undecodable values are kept with replacement)."""
+    args = getattr(request, "args", None) or {}
+    return {
+        key.decode("utf-8", "replace"): [value.decode("utf-8", "replace") for value in values]
+        for key, values in args.items()
+        if isinstance(key, bytes)
+    }
+
+
+class ApiRoot(resource.Resource):
+    """Mounted at ``/api``; hands each authorised, valid request to its area's Klein app."""
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        contract: Contract,
+        areas: Iterable[Any],
+        access_settings: Callable[[], Awaitable[AccessSettings]],
+        is_ready: Callable[[], bool] = lambda: True,
+    ) -> None:
+        super().__init__()
+        self._is_ready = is_ready
+        self._contract = contract
+        self._access_settings = access_settings
+        self._handlers: dict[str, resource.Resource] = {}
+        for area in areas:
+            area_resource = area.app.resource()
+            for operation_id in implemented_operations(area):
+                self._handlers[operation_id] = area_resource
+
+    @property
+    def implemented(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+    def render(self, request: IRequest) -> int:
+        d = Deferred.fromCoroutine(self._serve(request))
+        d.addErrback(self._failed, request)
+        return server.NOT_DONE_YET
+
+    def _failed(self, failure: Failure, request: IRequest) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        body = render_failure(request, failure)
+        request.write(body)
+        request.finish()
+
+    def _finish(self, request: IRequest, body: bytes) -> None:
+        if not request.finished and not getattr(request, "_disconnected", False):
+            request.write(body)
+            request.finish()
+
+    async def _serve(self, request: IRequest) -> None:
+        path = decode_segments(request.postpath)
+        if path is None:
+            self._finish(request, write_json(
+                request, {"errors": [{"message": "Path is not valid UTF-8.", "path": "/"}],
+                          "status": 400}, 400))
+            return
+        method = request.method.decode("latin-1").upper()
+
+        if not self._is_ready():
+            # Start-up writes (first-start data, --api-key) are not done: answering now could
+            # authenticate against a key about to change.
+            raise StoreUnavailable("lrrd is starting")
+        settings = await self._access_settings()
+        if settings.enablecors:
+            for name, value in CORS_HEADERS:
+                request.setHeader(name, value)
+
+        if method == "OPTIONS":
+            self._options(request, path)
+            return
+
+        matched = self._contract.match(method, path)
+        if matched is None:
+            self._no_route(request, path)
+            return
+        operation, path_params = matched
+
+        authenticated = has_valid_key(request, settings)
+        if settings.nofunmode and not authenticated:
+            self._finish(request, write_json(request, NOFUN_BODY, 401))
+            return
+        if operation.protected and not is_authenticated(request, settings):
+            self._finish(request, write_json(request, {
+                "errors": [{"message": "Unauthorized", "path": "/security/0/api_key"}],
+                "status": 401,
+            }, 401))
+            return
+
+        problems = validate_request(operation, path_params, query_arguments(request))
+        if problems:
+            raise ValidationFailed(problems)
+
+        handler = self._handlers.get(operation.operation_id)
+        if handler is None:
+            self._finish(request, write_json(request, {
+                "operation": operation.operation_id,
+                "error": "not implemented yet",
+                "success": 0,
+            }, 501))
+            return
+
+        setattr(request, OPERATION_ATTR, operation)
+        setattr(request, ACCESS_ATTR, settings)
+        setattr(request, AUTHENTICATED_ATTR, authenticated or not settings.enablepass)
+        body = handler.render(request)
+        if body is not server.NOT_DONE_YET:
+            self._finish(request, body)
+
+    def _options(self, request: IRequest, path: str) -> None:
+        methods = self._contract.methods_for(path)
+        if not methods:
+            self._no_route(request, path)
+            return
+        request.setHeader(b"Allow", ", ".join(["OPTIONS", *methods]).encode("ascii"))
+        request.setResponseCode(200)
+        request.setHeader(b"content-length", b"0")
+        request.finish()
+
+    def _no_route(self, request: IRequest, path: str) -> None:
+        methods = self._contract.methods_for(path)
+        if methods:
+            request.setHeader(b"Allow", ", ".join(["OPTIONS", *methods]).encode("ascii"))
+            self._finish(request, write_json(request, {
+                "errors": [{"message": "Method Not Allowed.", "path": "/"}], "status": 405,
+            }, 405))
+            return
+        self._finish(request, write_json(request, {
+            "errors": [{"message": "Not Found.", "path": "/"}], "status": 404,
+        }, 404))
+
+
+class NotFoundJson(resource.Resource):
+    """Anything outside ``/api`` that lrrd does not serve: a JSON 404 rather than an HTML page."""
+
+    isLeaf = True
+
+    def render(self, request: IRequest) -> bytes:
+        return write_json(request, {
+            "errors": [{"message": "Not Found.", "path": "/"}], "status": 404,
+        }, 404)
+
+
+class SiteRoot(resource.Resource):
+    """``/`` of the site: ``/api`` plus any extra top-level children (``/search``...)."""
+
+    def __init__(self, api: ApiRoot, extra: Mapping[bytes, resource.Resource] | None = None) -> None:
+        super().__init__()
+        self.putChild(b"api", api)
+        for name, child in (extra or {}).items():
+            self.putChild(name, child)
+
+    def getChild(self, path: bytes, request: IRequest) -> resource.Resource:
+        return NotFoundJson()
+
+    def render(self, request: IRequest) -> bytes:
+        return NotFoundJson().render(request)

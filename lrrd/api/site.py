@@ -1,0 +1,108 @@
+"""The twisted.web ``Site`` that serves lrrd: the resource tree, optional access log, JSON 400s.
+
+Twisted answers malformed requests (oversized headers, bad request lines) itself with a bare
+``400 Bad Request``; lrrd's channel answers those with a JSON body like every other error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+from twisted.web import http, resource, server
+
+from lrrd.api.contract import Contract
+from lrrd.api.errors import json_bytes
+from lrrd.api.root import ApiRoot, SiteRoot
+from lrrd.store.config import ConfigStore
+from lrrd.store.redis import RedisStore
+
+_BAD_REQUEST = json_bytes({"errors": [{"message": "Bad Request.", "path": "/"}], "status": 400})
+
+
+class JsonErrorChannel(http.HTTPChannel):
+    """An HTTP channel whose protocol-level rejections carry a JSON body.
+
+    The client may still be sending (an oversized header, say); closing at once would reset the
+    connection and destroy the answer in flight, so lrrd half-closes and discards what follows
+    until the client hangs up or the channel's idle timeout ends it.
+    """
+
+    _rejected = False
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        if self._rejected:
+            return
+        self._rejected = True
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\n"
+            b"Content-Type: application/json;charset=UTF-8\r\n"
+            b"Content-Length: " + str(len(_BAD_REQUEST)).encode("ascii") + b"\r\n"
+            b"Connection: close\r\n\r\n" + _BAD_REQUEST
+        )
+        close_write = getattr(self.transport, "loseWriteConnection", None)
+        if close_write is None:
+            self.loseConnection()
+        else:
+            close_write()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Twisted would just drop the connection on a header line over 16 KB.
+        self._respondToBadRequestAndDisconnect()
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._rejected:
+            super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        if not self._rejected:
+            super().lineReceived(line)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self._rejected:
+            super().rawDataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        # The client finished sending after a rejection: now the connection can go.
+        if self._rejected:
+            self.transport.loseConnection()
+        else:
+            super().readConnectionLost()
+
+
+class LrrdSite(server.Site):
+    """A ``Site`` whose access log can be switched off: it costs 30-40% of throughput."""
+
+    def __init__(self, root: resource.Resource, access_log: bool = False, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        self.access_log = access_log
+        self.protocol = JsonErrorChannel
+
+    def log(self, request: Any) -> None:
+        if self.access_log:
+            super().log(request)
+
+
+def build_api_areas(redis: RedisStore, **services: Any) -> list[Any]:
+    """Every API area app, wired to the store and the domain services it needs."""
+    from lrrd.api.misc import MiscApi
+
+    return [MiscApi(redis)]
+
+
+def build_site(
+    redis: RedisStore,
+    access_log: bool = False,
+    areas: Iterable[Any] | None = None,
+    extra_children: Mapping[bytes, resource.Resource] | None = None,
+    is_ready: Callable[[], bool] = lambda: True,
+) -> LrrdSite:
+    config = ConfigStore(redis)
+    api = ApiRoot(
+        Contract.load(),
+        build_api_areas(redis) if areas is None else areas,
+        config.access_settings,
+        is_ready,
+    )
+    site = LrrdSite(SiteRoot(api, extra_children), access_log=access_log)
+    site.displayTracebacks = False
+    return site
