@@ -16,7 +16,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from lrrd.api.auth import has_valid_key, is_authenticated
-from lrrd.api.contract import Contract, Operation, validate_request
+from lrrd.api.contract import Contract, validate_body, validate_request
 from lrrd.api.errors import ValidationFailed, render_failure, write_json
 from lrrd.store.config import AccessSettings
 from lrrd.store.redis import StoreUnavailable
@@ -58,6 +58,20 @@ def query_arguments(request: IRequest) -> dict[str, list[str]]:
         for key, values in args.items()
         if isinstance(key, bytes)
     }
+
+
+def _has_body(request: IRequest) -> bool:
+    content = getattr(request, "content", None)
+    if content is None:
+        return False
+    try:
+        position = content.tell()
+        content.seek(0, 2)
+        size = content.tell()
+        content.seek(position)
+    except (OSError, ValueError):
+        return False
+    return size > 0
 
 
 class ApiRoot(resource.Resource):
@@ -143,6 +157,14 @@ class ApiRoot(resource.Resource):
             return
 
         problems = validate_request(operation, path_params, query_arguments(request))
+        if not problems and _has_body(request):
+            # Without a body the handler may take its fields from the query (old clients do).
+            content_type = request.getHeader(b"content-type")
+            problems = validate_body(
+                operation,
+                content_type.decode("latin-1") if isinstance(content_type, bytes) else content_type,
+                True,
+            )
         if problems:
             raise ValidationFailed(problems)
 
