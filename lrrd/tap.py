@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from lrrd.config import ConfigError, Settings, resolve_settings
+from lrrd.services import Services
 from lrrd.redis_supervisor import EmbeddedRedis, NoRedisServer, find_redis_server
 from lrrd.store.bootstrap import ensure_initialised
 from lrrd.store.config import ConfigStore
@@ -169,11 +170,12 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     redis = RedisStore(address)
     store = StoreService(redis, settings, reactor, embedded)
     store.setServiceParent(top)
+    services = Services(settings, redis, reactor)
 
     if settings.serves_http:
         from lrrd.api.site import build_site
 
-        site = build_site(redis, access_log=settings.access_log,
+        site = build_site(services, access_log=settings.access_log,
                           is_ready=lambda: store.is_ready)
         http = strports.service(settings.listen, site, reactor=reactor)
         http.setName("http")

@@ -245,6 +245,8 @@ class OutageTests(RedisTestCase):
         from twisted.web.client import HTTPConnectionPool
 
         from lrrd.api.site import build_site
+        from lrrd.config import Settings
+        from lrrd.services import Services
         from lrrd.store.bootstrap import ensure_initialised
 
         async def run() -> None:
@@ -253,7 +255,8 @@ class OutageTests(RedisTestCase):
             self.addCleanup(lambda: d(store.disconnect()))
             await store.wait_connected(reactor)
             await ensure_initialised(store)
-            port = reactor.listenTCP(0, build_site(store), interface="127.0.0.1")
+            site = build_site(Services(Settings(), store, reactor))
+            port = reactor.listenTCP(0, site, interface="127.0.0.1")
             self.addCleanup(port.stopListening)
             pool = HTTPConnectionPool(reactor, persistent=False)
             self.addCleanup(pool.closeCachedConnections)

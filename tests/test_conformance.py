@@ -60,12 +60,14 @@ def implemented_summary() -> str:
     """``implemented: N/76`` for the site as built now (printed by tools/run_tests.py too)."""
     from lrrd.api.root import implemented_operations
     from lrrd.api.site import build_api_areas
+    from lrrd.config import Settings
+    from lrrd.services import Services
     from lrrd.store.redis import RedisAddress, RedisStore
 
     contract = Contract.load()
     ids = {op.operation_id for op in contract.operations}
     done: set[str] = set()
-    for area in build_api_areas(RedisStore(RedisAddress())):
+    for area in build_api_areas(Services(Settings(), RedisStore(RedisAddress()), None)):
         done |= implemented_operations(area) & ids
     return f"implemented: {len(done)}/{len(ids)}"
 

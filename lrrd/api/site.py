@@ -13,8 +13,7 @@ from twisted.web import http, resource, server
 from lrrd.api.contract import Contract
 from lrrd.api.errors import json_bytes
 from lrrd.api.root import ApiRoot, SiteRoot
-from lrrd.store.config import ConfigStore
-from lrrd.store.redis import RedisStore
+from lrrd.services import Services
 
 _BAD_REQUEST = json_bytes({"errors": [{"message": "Bad Request.", "path": "/"}], "status": 400})
 
@@ -82,25 +81,24 @@ class LrrdSite(server.Site):
             super().log(request)
 
 
-def build_api_areas(redis: RedisStore, **services: Any) -> list[Any]:
-    """Every API area app, wired to the store and the domain services it needs."""
+def build_api_areas(services: Services) -> list[Any]:
+    """Every API area app, wired to the stores and domain services it needs."""
     from lrrd.api.misc import MiscApi
 
-    return [MiscApi(redis)]
+    return [MiscApi(services.redis)]
 
 
 def build_site(
-    redis: RedisStore,
+    services: Services,
     access_log: bool = False,
     areas: Iterable[Any] | None = None,
     extra_children: Mapping[bytes, resource.Resource] | None = None,
     is_ready: Callable[[], bool] = lambda: True,
 ) -> LrrdSite:
-    config = ConfigStore(redis)
     api = ApiRoot(
         Contract.load(),
-        build_api_areas(redis) if areas is None else areas,
-        config.access_settings,
+        build_api_areas(services) if areas is None else areas,
+        services.config.access_settings,
         is_ready,
     )
     site = LrrdSite(SiteRoot(api, extra_children), access_log=access_log)

@@ -1,0 +1,42 @@
+"""The collaborators of one lrrd process, built once and handed to the API areas and the jobs.
+
+Each is created on first use, so a test (or the worker role) only builds what it touches, and
+adding a service is one property here rather than new wiring in several places.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from lrrd.config import Settings
+from lrrd.pools import Pools
+from lrrd.store.archives import ArchiveStore
+from lrrd.store.config import ConfigStore
+from lrrd.store.locks import LockStore
+from lrrd.store.redis import RedisStore
+
+
+class Services:
+    """Stores, pools and domain services for one process."""
+
+    def __init__(self, settings: Settings, redis: RedisStore, reactor: Any) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.reactor = reactor
+
+    @cached_property
+    def config(self) -> ConfigStore:
+        return ConfigStore(self.redis)
+
+    @cached_property
+    def archives(self) -> ArchiveStore:
+        return ArchiveStore(self.redis, clock=self.reactor)
+
+    @cached_property
+    def locks(self) -> LockStore:
+        return LockStore(self.redis)
+
+    @cached_property
+    def pools(self) -> Pools:
+        return Pools(self.reactor, io_threads=self.settings.thread_pool_size)
