@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import struct
@@ -29,6 +30,8 @@ from lrrd.library.formats import (
 from lrrd.library.pages import sort_pages
 from tests.fixtures.archives import (
     APPLE_DOUBLE,
+    NESTED_PAGES,
+    UNICODE_PAGES,
     jpeg_bytes,
     make_7z,
     make_cbr,
@@ -40,9 +43,11 @@ from tests.fixtures.archives import (
     make_pdf,
     make_tar,
     make_truncated,
+    make_truncated_zip,
     numbered_pages,
     page_color,
     png_bytes,
+    with_macosx_junk,
 )
 
 Maker = Callable[[Path, list[tuple[str, bytes]]], Path]
@@ -165,6 +170,19 @@ class NameTests(ArchiveTestCase):
             self.assertEqual(reader.pages(), ["a/002.png", "a/b/c/001.png"], filename)
             self.assertEqual(reader.read("a/b/c/001.png"), png_bytes(), filename)
 
+    def test_release_layout_order(self) -> None:
+        """Volume/chapter folders sort numerically, with the cover first and credits last."""
+        expected = ["Vol 1/Cover.jpg", "Vol 1/Chapter 2/001.jpg", "Vol 1/Chapter 10/001.jpg", "Vol 1/zz_credits.jpg"]
+        for filename in ["book.cbz", "book.cb7", "book.cbr", "book.cbt"]:
+            self.assertEqual(self.open(self.build(filename, NESTED_PAGES)).pages(), expected, filename)
+
+    def test_unicode_fixture_pages_round_trip(self) -> None:
+        """Every shared Unicode fixture page reads back byte for byte from a cbz and a 7z."""
+        for filename in ["book.cbz", "book.7z"]:
+            reader = self.open(self.build(filename, UNICODE_PAGES))
+            for name, data in UNICODE_PAGES:
+                self.assertEqual(reader.read(name), data, f"{filename}: {name}")
+
     def test_unicode_names(self) -> None:
         """Japanese and accented names list and read in every format."""
         pages = [("日本語/ページ01.png", png_bytes()), ("é/02.png", png_bytes(1, 1, (1, 1, 1)))]
@@ -264,6 +282,11 @@ class AppleDoubleTests(ArchiveTestCase):
             self.assertRaises(PageNotFound, reader.read, "._002.png")
             self.assertEqual(reader.read("__MACOSX/real.png"), png_bytes(1, 1, (5, 5, 5)), filename)
 
+    def test_mac_zip_tool_output(self) -> None:
+        """A zip made by macOS (a fork per page under ``__MACOSX``) has exactly the real pages."""
+        reader = self.open(make_cbz(self.dir / "mac.cbz", with_macosx_junk(numbered_pages(3))))
+        self.assertEqual(reader.pages(), ["001.png", "002.png", "003.png"])
+
     def test_extraction_agrees_with_listing(self) -> None:
         """Reading before listing gives the same member list as a listing pass."""
         path = make_7z(self.dir / "b.7z", self.PAGES)
@@ -317,6 +340,14 @@ class PdfTests(ArchiveTestCase):
         """A PDF named .PDF (upper case) is still read as a PDF."""
         path = make_pdf(self.dir / "DOC.PDF", 2)
         self.assertEqual(self.open(path).pages(), ["1.jpg", "2.jpg"])
+
+    def test_unclosed_reader_is_collected_safely(self) -> None:
+        """A PDF reader dropped without close() releases its document when collected."""
+        reader = open_archive(make_pdf(self.dir / "doc.pdf", 1), cache_dir=None)
+        finalizer = reader._finalizer  # type: ignore[attr-defined]
+        del reader
+        gc.collect()
+        self.assertFalse(finalizer.alive)
 
     def test_not_a_pdf(self) -> None:
         """A text file named .pdf raises ArchiveError."""
@@ -398,6 +429,12 @@ class BrokenInputTests(ArchiveTestCase):
                     for name in reader.pages():
                         reader.read(name)
             self.assertIn(str(cut), str(caught.exception))
+
+    def test_truncated_zip_fixture(self) -> None:
+        """A cbz without its central directory fails to open with a message naming the file."""
+        path = make_truncated_zip(self.dir / "cut.cbz")
+        error = self.assertRaises(ArchiveError, open_archive, path, cache_dir=None)
+        self.assertIn("cut.cbz", str(error))
 
     def test_text_renamed_as_archive(self) -> None:
         """A text file named like any archive is an ArchiveError that names the file."""

@@ -642,6 +642,9 @@ class _PdfReader(ArchiveReader):
         with PDFIUM_LOCK, _translated(path, "open PDF"):
             self._document = pypdfium2.PdfDocument(path)
             self._page_count = len(self._document)
+        # A reader dropped without close() must still close PDFium under the lock: left to
+        # pypdfium2's own finalizer, the close could run on a GC thread mid-render elsewhere.
+        self._finalizer = weakref.finalize(self, _close_pdf, self._document)
         if self._page_count > limits.max_members:
             self._close()
             raise ArchiveTooLarge(f"{path!r} has {self._page_count} pages, over the limit of {limits.max_members}")
@@ -675,8 +678,12 @@ class _PdfReader(ArchiveReader):
         return out.getvalue()
 
     def _close(self) -> None:
-        with PDFIUM_LOCK:
-            self._document.close()
+        self._finalizer()
+
+
+def _close_pdf(document: pypdfium2.PdfDocument) -> None:
+    with PDFIUM_LOCK:
+        document.close()
 
 
 def _kind(path: str) -> str:
