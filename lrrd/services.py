@@ -7,7 +7,7 @@ adding a service is one property here rather than new wiring in several places.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrrd.config import Settings
 from lrrd.pools import Pools
@@ -15,6 +15,9 @@ from lrrd.store.archives import ArchiveStore
 from lrrd.store.config import ConfigStore
 from lrrd.store.locks import LockStore
 from lrrd.store.redis import RedisStore
+
+if TYPE_CHECKING:
+    from lrrd.library.importer import Importer
 
 
 class Services:
@@ -40,3 +43,10 @@ class Services:
     @cached_property
     def pools(self) -> Pools:
         return Pools(self.reactor, io_threads=self.settings.thread_pool_size)
+
+    @cached_property
+    def importer(self) -> Importer:
+        """The one import path of the watcher, uploads and downloads."""
+        from lrrd.library.importer import Importer
+
+        return Importer(self, concurrency=self.settings.thread_pool_size)
