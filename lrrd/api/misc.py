@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from twisted.web.iweb import IRequest
 
 import lrrd
 from lrrd.api.area import area_app
 from lrrd.api.errors import write_json, xml_escape
+from lrrd.jobs.maintenance import clean_temp_folder, temp_folder_size
 from lrrd.store.config import ConfigStore, as_int, flag
 from lrrd.store.redis import DB, RedisStore, gather
 
@@ -19,10 +21,13 @@ class MiscApi:
 
     app = area_app()
 
-    def __init__(self, redis: RedisStore, debug: bool = False) -> None:
+    def __init__(self, redis: RedisStore, debug: bool = False, temp_dir: Path | None = None,
+                 run_io: Callable[..., Any] | None = None) -> None:
         self._redis = redis
         self._config = ConfigStore(redis)
         self._debug = debug
+        self._temp_dir = temp_dir
+        self._run_io = run_io
 
     async def server_info(self) -> dict[str, Any]:
         """/api/info with the original's types: real booleans, integers for counts."""
@@ -62,3 +67,17 @@ class MiscApi:
     async def get_server_info(self, request: IRequest) -> bytes:
         return write_json(request, await self.server_info())
 
+    @app.route("/tempfolder", methods=["DELETE"], endpoint="cleanTempfolder")
+    async def clean_tempfolder(self, request: IRequest) -> bytes:
+        """Empty the temp folder (uploads, downloads, extracted pages: the page cache lives
+        there) and report what is left, in MB; errors are reported with a 200, as the original."""
+        error, size = "", 0.0
+        if self._temp_dir is not None and self._run_io is not None:
+            error = await self._run_io(clean_temp_folder, self._temp_dir)
+            size = await self._run_io(temp_folder_size, self._temp_dir)
+        return write_json(request, {
+            "operation": "cleantemp",
+            "success": 0 if error else 1,
+            "error": error,
+            "newsize": size if size else 0,
+        })
