@@ -83,9 +83,15 @@ class LrrdSite(server.Site):
 
 def build_api_areas(services: Services) -> list[Any]:
     """Every API area app, wired to the stores and domain services it needs."""
+    from lrrd.api.minion import MinionApi
     from lrrd.api.misc import MiscApi
+    from lrrd.jobs.queue import JobQueue
 
-    return [MiscApi(services.redis)]
+    return [
+        MiscApi(services.redis, temp_dir=services.settings.temp_dir,
+                run_io=services.pools.run_io),
+        MinionApi(JobQueue.from_services(services)),
+    ]
 
 
 def build_site(
