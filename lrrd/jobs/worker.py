@@ -203,8 +203,14 @@ class WorkerService(service.Service):
         return d.addCallback(lambda _: None)
 
     async def _leave(self, worker: int) -> None:
-        held = await self.queue.store.sweep(self.queue.now(), self.missing_after,
-                                            self.max_orphaned, self.queue.expiry, [worker])
+        try:
+            held = await self.queue.store.sweep(self.queue.now(), self.missing_after,
+                                                self.max_orphaned, self.queue.expiry, [worker])
+        except StoreUnavailable:
+            # The process is going down with its Redis connection: the command was sent, only
+            # its answer is lost; if it never arrived, the other workers' sweeps do the same.
+            log.info("Job worker {worker} stopped", worker=worker)
+            return
         if held:
             log.info("Job worker {worker} stopped; handed back jobs {ids}", worker=worker,
                      ids=held)
