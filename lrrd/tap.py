@@ -180,4 +180,12 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         http = strports.service(settings.listen, site, reactor=reactor)
         http.setName("http")
         http.setServiceParent(top)
+
+    if settings.runs_workers:
+        from lrrd.jobs.queue import JobQueue
+        from lrrd.jobs.worker import WorkerService
+
+        workers = WorkerService(JobQueue.from_services(services), settings.workers, services,
+                                reactor=reactor, ready=store.when_ready)
+        workers.setServiceParent(top)
     return top
