@@ -18,6 +18,8 @@ from lrrd.store.redis import RedisStore
 
 if TYPE_CHECKING:
     from lrrd.library.importer import Importer
+    from lrrd.library.reader import ArchiveReaders
+    from lrrd.store.stamps import StampStore
 
 
 class Services:
@@ -50,3 +52,17 @@ class Services:
         from lrrd.library.importer import Importer
 
         return Importer(self, concurrency=self.settings.thread_pool_size)
+
+    @cached_property
+    def readers(self) -> ArchiveReaders:
+        """Open archive readers per id for page requests; solid archives share the
+        thumbnailer's extraction folder, so a 7z extracted once serves both."""
+        from lrrd.library.reader import ArchiveReaders
+
+        return ArchiveReaders(self.settings.temp_dir / "extracted")
+
+    @cached_property
+    def stamps(self) -> StampStore:
+        from lrrd.store.stamps import StampStore
+
+        return StampStore(self.redis, clock=self.reactor)

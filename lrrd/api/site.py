@@ -83,14 +83,25 @@ class LrrdSite(server.Site):
 
 def build_api_areas(services: Services) -> list[Any]:
     """Every API area app, wired to the stores and domain services it needs."""
+    from lrrd.api.archives import ArchivesApi
     from lrrd.api.minion import MinionApi
     from lrrd.api.misc import MiscApi
+    from lrrd.api.stamps import StampsApi
     from lrrd.jobs.queue import JobQueue
+    from lrrd.library.thumbnails import make_cover
 
+    jobs = JobQueue.from_services(services)
     return [
         MiscApi(services.redis, temp_dir=services.settings.temp_dir,
                 run_io=services.pools.run_io),
-        MinionApi(JobQueue.from_services(services)),
+        MinionApi(jobs),
+        ArchivesApi(
+            services.archives, services.config, services.locks, services.pools, services.readers,
+            str(services.settings.thumb_dir), jobs=jobs,
+            thumbnails=lambda arcid, page: make_cover(services, arcid, page),
+            clock=services.reactor,
+        ),
+        StampsApi(services.stamps, services.locks),
     ]
 
 
