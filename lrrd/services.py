@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from lrrd.library.importer import Importer
     from lrrd.library.reader import ArchiveReaders
     from lrrd.store.stamps import StampStore
+    from lrrd.watcher import Watcher
 
 
 class Services:
@@ -66,3 +67,11 @@ class Services:
         from lrrd.store.stamps import StampStore
 
         return StampStore(self.redis, clock=self.reactor)
+
+    @cached_property
+    def watcher(self) -> Watcher:
+        """The file watcher; every process has one for ``/api/shinobu``, only role all/worker
+        starts it (and then only the lease holder watches)."""
+        from lrrd.watcher import Watcher
+
+        return Watcher(self)

@@ -188,4 +188,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         workers = WorkerService(JobQueue.from_services(services), settings.workers, services,
                                 reactor=reactor, ready=store.when_ready)
         workers.setServiceParent(top)
+        watcher = services.watcher
+        watcher.ready = store.when_ready
+        watcher.setServiceParent(top)
     return top

@@ -86,6 +86,7 @@ def build_api_areas(services: Services) -> list[Any]:
     from lrrd.api.archives import ArchivesApi
     from lrrd.api.minion import MinionApi
     from lrrd.api.misc import MiscApi
+    from lrrd.api.shinobu import ShinobuApi
     from lrrd.api.stamps import StampsApi
     from lrrd.jobs.queue import JobQueue
     from lrrd.library.thumbnails import make_cover
@@ -102,6 +103,7 @@ def build_api_areas(services: Services) -> list[Any]:
             clock=services.reactor,
         ),
         StampsApi(services.stamps, services.locks),
+        ShinobuApi(services.watcher),
     ]
 
 
