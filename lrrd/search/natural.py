@@ -110,8 +110,9 @@ def _prepare(text: str, latin1: bool) -> str:
     return lowered[: m.start()] + lowered[m.end() :]
 
 
-def _cmp(a: object, b: object) -> int:
-    return (a > b) - (a < b)  # type: ignore[operator]
+def _cmp(a: str | int, b: str | int) -> int:
+    # Perl's cmp/<=>: -1, 0 or 1. Only ever called with two strs or two ints.
+    return int(a > b) - int(a < b)  # type: ignore[operator]
 
 
 def _perl_num(run: str) -> int:
