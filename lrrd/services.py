@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 from lrrd.config import Settings
 from lrrd.pools import Pools
 from lrrd.store.archives import ArchiveStore
+from lrrd.store.categories import CategoryStore
 from lrrd.store.config import ConfigStore
 from lrrd.store.locks import LockStore
 from lrrd.store.redis import RedisStore
+from lrrd.store.tankoubons import TankoubonStore
 
 if TYPE_CHECKING:
     from lrrd.library.importer import Importer
@@ -38,6 +40,14 @@ class Services:
     @cached_property
     def archives(self) -> ArchiveStore:
         return ArchiveStore(self.redis, clock=self.reactor)
+
+    @cached_property
+    def categories(self) -> CategoryStore:
+        return CategoryStore(self.redis, clock=self.reactor)
+
+    @cached_property
+    def tankoubons(self) -> TankoubonStore:
+        return TankoubonStore(self.redis, clock=self.reactor)
 
     @cached_property
     def locks(self) -> LockStore:
