@@ -27,6 +27,10 @@ __all__ = [
 T = TypeVar("T")
 NaturalKey = tuple[Any, ...]
 
+# The module runs under `use locale`; LANraragi's image sets LC_ALL=en_US.UTF-8, and in a UTF-8
+# locale Perl applies Unicode rules: \w, \d and lc below follow perl 5.36 in C.UTF-8, and
+# cmp is code point order (musl's strcoll is strcmp).
+
 # Sort::Naturally compares digit runs numerically only while both are shorter than this:
 # length(256 ** intsize / 2) - 1 with the 4-byte C int of every platform LANraragi runs on.
 MAX_INT_SIZE = 9
