@@ -17,7 +17,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from lrrd.api.area import area_app, arg
+from lrrd.api.area import area_app, field
 from lrrd.api.errors import ApiError, api_response, write_json
 from lrrd.api.root import ACCESS_ATTR, AUTHENTICATED_ATTR
 from lrrd.api.streaming import send_file
@@ -292,9 +292,9 @@ class ArchivesApi:
                endpoint="updateArchiveMetadata")
     async def update_metadata(self, request: IRequest, arcid: str) -> bytes:
         """LRR-NOTES §9.11: title and/or tags required; a summary alone is refused."""
-        title = arg(request, "title")
-        tags = arg(request, "tags")
-        summary = arg(request, "summary")
+        title = field(request, "title")
+        tags = field(request, "tags")
+        summary = field(request, "summary")
         operation = "update_metadata"
         if title is None and tags is None:
             raise ApiError(400, "No metadata parameters (Please supply title, tags or summary)",
@@ -392,7 +392,7 @@ class ArchivesApi:
     async def get_page(self, request: IRequest, arcid: str) -> bytes:
         """One page, read from the archive member of that name (never a filesystem path)."""
         operation = "serve_page"
-        name = arg(request, "path") or ""
+        name = field(request, "path") or ""
         raw_inm = request.getHeader(b"if-none-match")
         if_none_match = raw_inm.decode("latin-1") if isinstance(raw_inm, bytes) else raw_inm
         fields, settings = await _both(
@@ -458,7 +458,7 @@ class ArchivesApi:
         if flag(settings["localprogress"]) and not flag(settings["authprogress"]):
             raise ApiError(400, "Server-side Progress Tracking is disabled on this instance.",
                            operation=operation, envelope="api_response")
-        force = bool(arg(request, "force"))
+        force = bool(field(request, "force"))
         pagecount = as_int((await self._archives.get_fields(arcid, "pagecount")).get("pagecount"))
         number = int(page)
         if not force:
@@ -501,7 +501,7 @@ class ArchivesApi:
     @app.route("/archives/<string:arcid>/toc", methods=["PUT"], endpoint="addArchiveToc")
     async def add_toc(self, request: IRequest, arcid: str) -> bytes:
         operation = "add_toc"
-        page, title = arg(request, "page"), arg(request, "title")
+        page, title = field(request, "page"), field(request, "title")
         if page is None or title is None:
             raise ApiError(400, "Missing page and/or title.", operation=operation,
                            envelope="api_response")
@@ -512,7 +512,7 @@ class ArchivesApi:
     @app.route("/archives/<string:arcid>/toc", methods=["DELETE"], endpoint="deleteArchiveToc")
     async def remove_toc(self, request: IRequest, arcid: str) -> bytes:
         operation = "remove_toc"
-        page = arg(request, "page")
+        page = field(request, "page")
         if page is None:
             raise ApiError(400, "Please specify a page to remove", operation=operation,
                            envelope="api_response")
@@ -548,8 +548,8 @@ class ArchivesApi:
     @app.route("/archives/<string:arcid>/thumbnail", methods=["GET"], endpoint="getArchiveThumbnail")
     async def get_thumbnail(self, request: IRequest, arcid: str) -> bytes:
         """LRR-NOTES §3.6: the file, a 202 job with ``no_fallback=true``, else noThumb.png."""
-        page = int(arg(request, "page") or 0)
-        no_fallback = arg(request, "no_fallback") == "true"
+        page = int(field(request, "page") or 0)
+        no_fallback = field(request, "no_fallback") == "true"
         exts = await self._thumb_exts()
         try:
             candidates = [str(cover_path(self._thumbdir, arcid, ext) if page == 0
@@ -588,7 +588,7 @@ class ArchivesApi:
     async def update_thumbnail(self, request: IRequest, arcid: str) -> bytes:
         """Regenerate the cover from page N (default 1), in HQ, and record its thumbhash."""
         operation = "update_thumbnail"
-        page = int(arg(request, "page") or 1)
+        page = int(field(request, "page") or 1)
         await self._require(arcid, operation)
         if self._thumbnails is None:
             raise ApiError(503, "Thumbnails are not available.", operation=operation,
@@ -605,7 +605,7 @@ class ArchivesApi:
     async def queue_page_thumbnails(self, request: IRequest, arcid: str) -> bytes:
         """202 with a (possibly already running) job, or 200 when every page thumbnail exists."""
         operation = "generate_page_thumbnails"
-        force = arg(request, "force") in ("true", "1")
+        force = field(request, "force") in ("true", "1")
         fields = await self._archives.get_fields(arcid, "pagecount", "thumbjob")
         pagecount = as_int(fields.get("pagecount"))
         exts = await self._thumb_exts()

@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from lrrd.api.area import area_app, arg
+from lrrd.api.area import area_app, field
 from lrrd.api.errors import ApiError, api_response, write_json
 from lrrd.store.locks import LockBusy, LockStore
 from lrrd.store.stamps import (
@@ -56,8 +56,8 @@ class StampsApi:
         The original sends ``stamp_id: 0`` and its response validation coerces it to the spec's
         string type, so clients see ``"0"``.
         """
-        content = arg(request, "content") or ""
-        position = arg(request, "position") or ""
+        content = field(request, "content") or ""
+        position = field(request, "position") or ""
         page = int(index)
         try:
             async with self._locks.held(f"archive-write:{arcid}"):
@@ -93,8 +93,8 @@ class StampsApi:
 
     @app.route("/stamps/<string:stamp_id>", methods=["PUT"], endpoint="updateStamp")
     async def update_stamp(self, request: IRequest, stamp_id: str) -> bytes:
-        content = arg(request, "content") or None
-        position = arg(request, "position") or None
+        content = field(request, "content") or None
+        position = field(request, "position") or None
         try:
             async with self._locks.held(f"stamp-write:{stamp_id}"):
                 updated = await self._stamps.update(stamp_id, content, position)
