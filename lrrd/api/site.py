@@ -90,6 +90,7 @@ def build_api_areas(services: Services) -> list[Any]:
     from lrrd.api.stamps import StampsApi
     from lrrd.jobs.queue import JobQueue
     from lrrd.library.thumbnails import make_cover
+    from lrrd.store.categories import CategoryStore
 
     jobs = JobQueue.from_services(services)
     return [
@@ -98,7 +99,8 @@ def build_api_areas(services: Services) -> list[Any]:
         MinionApi(jobs),
         ArchivesApi(
             services.archives, services.config, services.locks, services.pools, services.readers,
-            str(services.settings.thumb_dir), jobs=jobs,
+            str(services.settings.thumb_dir), categories=CategoryStore(services.redis),
+            jobs=jobs,
             thumbnails=lambda arcid, page: make_cover(services, arcid, page),
             clock=services.reactor,
         ),
