@@ -22,8 +22,23 @@ async def cleantemp(job: JobContext) -> dict[str, Any]:
     return {"success": 0 if error else 1, "error": error, "newsize": size}
 
 
+async def tank_thumbnail_task(job: JobContext, thumbdir: Any = None, tank_id: Any = "") -> str:
+    """The cover of a tankoubon (``TA/<id>.<fmt>``) from its first archive, queued when the
+    archive list changes or a client asks with ``no_fallback``. The original passes its thumbnail
+    folder first; lrrd's own setting wins, so a job queued by another node still lands right."""
+    from lrrd.library.thumbnails import make_tank_cover
+
+    found = await job.services.tankoubons.get(str(tank_id), page=0, pagesize=1)
+    if found is None:
+        raise ValueError(f"{tank_id} doesn't exist in the database!")
+    tank, _ = found
+    if not tank.archives:
+        return f"{tank_id} holds no archives; no cover made."
+    return str(await make_tank_cover(job.services, tank.id, tank.archives[0]))
+
 def builtin_registry() -> TaskRegistry:
     """A fresh registry holding lrrd's tasks."""
     registry = TaskRegistry()
     registry.register("cleantemp", cleantemp)
+    registry.register("tank_thumbnail_task", tank_thumbnail_task)
     return registry
