@@ -37,14 +37,11 @@ MAX_INT_SIZE = 9
 
 # Perl's \w is Alphabetic + Nd + marks + Pc + Join_Control. Categories cover all of it except
 # these Other_Alphabetic symbols (So), checked against perl 5.36 over every code point.
-_OTHER_ALPHABETIC_SYMBOLS = ((0x24B6, 0x24E9), (0x1F130, 0x1F149), (0x1F150, 0x1F169), (0x1F170, 0x1F189))
-
-
-def _is_perl_word(cp: int) -> bool:
-    cat = unicodedata.category(chr(cp))
-    if cat[0] in "LM" or cat in ("Nd", "Nl", "Pc") or cp in (0x200C, 0x200D):
-        return True
-    return any(lo <= cp <= hi for lo, hi in _OTHER_ALPHABETIC_SYMBOLS)
+_WORD_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "Pc"})
+_WORD_EXTRAS = frozenset(
+    [0x200C, 0x200D]
+    + [cp for lo, hi in ((0x24B6, 0x24E9), (0x1F130, 0x1F149), (0x1F150, 0x1F169), (0x1F170, 0x1F189)) for cp in range(lo, hi + 1)]
+)
 
 
 def _class_escape(cp: int) -> str:
@@ -55,16 +52,17 @@ def _class_escape(cp: int) -> str:
 def _nonword_run(limit: int) -> re.Pattern[str]:
     """A regex for Perl's ``\\W+`` over code points below ``limit`` (0x100 or all of Unicode).
 
-    Built lazily because scanning all of Unicode takes ~0.2 s; the Latin-1 table is all the
-    byte-string (title) sort ever needs.
+    Built lazily because scanning all of Unicode takes a few tenths of a second; the Latin-1
+    table is all the byte-string (title) sort ever needs.
     """
-    ranges: list[tuple[int, int]] = []
+    category = unicodedata.category
+    ranges: list[list[int]] = []
     for cp in range(limit):
-        if _is_perl_word(cp):
+        if category(chr(cp)) in _WORD_CATEGORIES or cp in _WORD_EXTRAS:
             if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
+                ranges[-1][1] = cp
             else:
-                ranges.append((cp, cp))
+                ranges.append([cp, cp])
     body = "".join(_class_escape(lo) + ("-" + _class_escape(hi) if hi > lo else "") for lo, hi in ranges)
     return re.compile("[^" + body + "]+")
 
