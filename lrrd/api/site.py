@@ -84,13 +84,15 @@ class LrrdSite(server.Site):
 def build_api_areas(services: Services) -> list[Any]:
     """Every API area app, wired to the stores and domain services it needs."""
     from lrrd.api.archives import ArchivesApi
+    from lrrd.api.categories import CategoriesApi
     from lrrd.api.minion import MinionApi
     from lrrd.api.misc import MiscApi
     from lrrd.api.shinobu import ShinobuApi
     from lrrd.api.stamps import StampsApi
+    from lrrd.api.upload import UploadApi
+    from lrrd.api.tankoubons import TankoubonsApi
     from lrrd.jobs.queue import JobQueue
     from lrrd.library.thumbnails import make_cover
-    from lrrd.store.categories import CategoryStore
 
     jobs = JobQueue.from_services(services)
     return [
@@ -99,13 +101,17 @@ def build_api_areas(services: Services) -> list[Any]:
         MinionApi(jobs),
         ArchivesApi(
             services.archives, services.config, services.locks, services.pools, services.readers,
-            str(services.settings.thumb_dir), categories=CategoryStore(services.redis),
-            jobs=jobs,
+            str(services.settings.thumb_dir), categories=services.categories,
+            tankoubons=services.tankoubons, jobs=jobs,
             thumbnails=lambda arcid, page: make_cover(services, arcid, page),
             clock=services.reactor,
         ),
         StampsApi(services.stamps, services.locks),
         ShinobuApi(services.watcher),
+        UploadApi(services),
+        CategoriesApi(services.categories, services.archives, services.tankoubons,
+                      services.locks),
+        TankoubonsApi(services, jobs),
     ]
 
 
