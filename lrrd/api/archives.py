@@ -46,6 +46,7 @@ from lrrd.store.config import ConfigStore, flag
 from lrrd.store.config import as_int as config_int
 from lrrd.store.locks import LockBusy, LockStore
 from lrrd.store.redis import gather
+from lrrd.store.tankoubons import TankoubonStore
 
 log = Logger()
 
@@ -208,6 +209,7 @@ class ArchivesApi:
         readers: ArchiveReaders,
         thumbdir: str,
         categories: CategoryStore | None = None,
+        tankoubons: TankoubonStore | None = None,
         jobs: JobQueue | None = None,
         thumbnails: Callable[[str, int], Awaitable[Any]] | None = None,
         clock: Any = None,
@@ -219,6 +221,7 @@ class ArchivesApi:
         self._readers = readers
         self._thumbdir = thumbdir
         self._categories = categories
+        self._tankoubons = tankoubons
         self._jobs = jobs
         self._thumbnails = thumbnails
         self._clock = clock
@@ -540,8 +543,9 @@ class ArchivesApi:
 
     @app.route("/archives/<string:arcid>/tankoubons", methods=["GET"], endpoint="getArchiveTankoubons")
     async def get_tankoubons(self, request: IRequest, arcid: str) -> bytes:
-        # Tankoubons arrive with their own store (issue 5); until then no archive is in one.
-        return write_json(request, {"operation": "find_arc_tankoubons", "tankoubons": [],
+        tankoubons = (await self._tankoubons.tanks_of_archive(arcid)
+                      if self._tankoubons is not None else [])
+        return write_json(request, {"operation": "find_arc_tankoubons", "tankoubons": tankoubons,
                                     "success": 1})
 
     # -- thumbnails ------------------------------------------------------------------------------
