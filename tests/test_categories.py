@@ -377,20 +377,3 @@ class CategoryApiTests(ApiTestCase):
             await deferLater(reactor, 0.02, lambda: None)
             waited += 0.02
 
-
-def _temporary_site(self: ApiTestCase) -> Any:  # TEMP until site.py wires the areas
-    from lrrd.api.categories import CategoriesApi
-    from lrrd.api.site import build_api_areas, build_site
-    from lrrd.api.tankoubons import TankoubonsApi
-    from lrrd.jobs.queue import JobQueue
-
-    services = self.services()
-    areas = build_api_areas(services)
-    if not any(isinstance(a, CategoriesApi) for a in areas):
-        areas += [CategoriesApi(services.categories, services.archives, services.tankoubons,
-                                services.locks),
-                  TankoubonsApi(services, JobQueue.from_services(services))]
-    return build_site(services, areas=areas)
-
-
-CategoryApiTests.make_site = _temporary_site  # type: ignore[method-assign]

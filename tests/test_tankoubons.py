@@ -531,6 +531,25 @@ class TankApiTests(ApiTestCase):
             self.assertEqual(await self.store.tanks_of_archive(B), [])
         return d(run())
 
+    def test_archive_api_membership(self) -> Deferred[None]:
+        """/api/archives/{id}/tankoubons and /categories list the archive's tanks and categories."""
+        async def run() -> None:
+            tank = await self.create("T", tankid="TANK_1795822261")
+            await self.put(f"/api/tankoubons/{tank}/{A}")
+            response = await self.get(f"/api/archives/{A}/tankoubons")
+            self.assertEqual((response.status, response.json), (200, {
+                "operation": "find_arc_tankoubons", "success": 1, "tankoubons": [tank]}))
+            self.assertEqual((await self.get(f"/api/archives/{B}/tankoubons")).json["tankoubons"],
+                             [])
+            cat = (await self.put("/api/categories", params={"name": "Golden Cat"})).json
+            await self.put(f"/api/categories/{cat['category_id']}/{A}")
+            cats = await self.get(f"/api/archives/{A}/categories")
+            self.assertEqual((cats.status, cats.json), (200, {
+                "categories": [{"archives": [A], "id": cat["category_id"], "name": "Golden Cat",
+                                "pinned": 0, "search": ""}],
+                "operation": "find_arc_categories", "success": 1}))
+        return d(run())
+
     def test_refresh_after_member_tags_change(self) -> Deferred[None]:
         """refresh_tanks_of_archive re-imputes after a member's tags change (archive API hook)."""
         async def run() -> None:
@@ -548,11 +567,3 @@ def as_path(fields: Any) -> str:
     raw = fields["file"]
     return raw.decode() if isinstance(raw, bytes) else raw
 
-
-def _temporary_site(self: ApiTestCase) -> Any:  # TEMP until site.py wires the areas
-    from tests.test_categories import _temporary_site as shared
-
-    return shared(self)
-
-
-TankApiTests.make_site = _temporary_site  # type: ignore[method-assign]
