@@ -213,9 +213,9 @@ async def handle_incoming_file(
 
 
 async def _add_to_category(services: Services, category_id: str, arcid: str) -> str:
-    from lrrd.store.categories import CategoryError, CategoryStore
+    from lrrd.store.categories import CategoryError
 
-    categories = CategoryStore(services.redis, clock=services.reactor)
+    categories = services.categories
     try:
         await categories.add_archive(category_id, arcid)
     except CategoryError as exc:
