@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -12,6 +13,7 @@ from lrrd.images import cover_path, page_thumb_path, tank_cover_path
 from lrrd.library import thumbnails
 from lrrd.library.identity import compute_id
 from lrrd.library.thumbnails import ThumbnailError
+from tests.fixtures.app import ApiTestCase
 from tests.fixtures.archives import jpeg_bytes, make_cbz, make_lying_zip_bomb, png_bytes
 from tests.fixtures.library import LibraryTestCase, d
 
@@ -137,4 +139,125 @@ class ThumbnailTests(LibraryTestCase):
             await thumbnails.remove_thumbnails(self.services, new)
             self.assertFalse(cover_path(thumbdir, new, "jpg").exists())
             self.assertFalse(page_thumb_path(thumbdir, new, 2, "jpg").parent.exists())
+        return d(run())
+
+
+class ThumbnailJobTests(ApiTestCase):
+    """The thumbnail tasks run by a real worker, queued through the real API."""
+
+    timeout = 60
+
+    async def start_worker(self) -> Any:
+        from twisted.internet import reactor
+
+        from lrrd.jobs.queue import JobQueue
+        from lrrd.jobs.worker import WorkerService
+
+        services = self.services()
+        worker = WorkerService(JobQueue.from_services(services), 2, services, reactor=reactor)
+        worker.startService()
+        self.addCleanup(worker.stopService)
+        await worker.when_started()
+        return worker
+
+    async def add(self, name: str, pages: object) -> str:
+        services = self.services()
+        path = make_cbz(services.settings.content / name, pages)  # type: ignore[arg-type]
+        result = await services.importer.import_file(str(path))
+        return str(result.arcid)
+
+    def test_regen_thumbs(self):  # noqa: ANN201
+        """POST /api/regen_thumbs queues regen_all_thumbnails; missing covers are rebuilt, or
+        all of them with force."""
+        async def run() -> None:
+            worker = await self.start_worker()
+            services = self.services()
+            services.importer.covers = False
+            ids = [await self.add(f"{i}.cbz", [("1.png", png_bytes(2, 2, (i, 0, 0)))])
+                   for i in range(3)]
+            response = await self.request("POST", "/api/regen_thumbs", auth=True)
+            self.assertEqual(response.status, 200)
+            self.assertEqual(set(response.json), {"operation", "success", "job"})
+            self.assertEqual(response.json["operation"], "regen_thumbnails")
+            await worker.when("settled", response.json["job"])
+            detail = (await self.get(f"/api/minion/{response.json['job']}/detail",
+                                     auth=True)).json
+            self.assertEqual((detail["state"], detail["result"]), ("finished", {"errors": []}))
+            self.assertEqual(detail["args"], [str(services.settings.thumb_dir), 0])
+            thumbdir = services.settings.thumb_dir
+            covers = [cover_path(thumbdir, arcid, "jpg") for arcid in ids]
+            self.assertTrue(all(c.exists() for c in covers))
+            covers[0].write_bytes(b"old")
+            again = await self.request("POST", "/api/regen_thumbs", auth=True)
+            await worker.when("settled", again.json["job"])
+            self.assertEqual(covers[0].read_bytes(), b"old")
+            forced = await self.request("POST", "/api/regen_thumbs?force=true", auth=True)
+            await worker.when("settled", forced.json["job"])
+            self.assertNotEqual(covers[0].read_bytes(), b"old")
+        return d(run())
+
+    def test_page_thumbnails_job_notes(self):  # noqa: ANN201
+        """POST /files/thumbnails queues page_thumbnails: notes per page, thumbjob cleared."""
+        async def run() -> None:
+            worker = await self.start_worker()
+            arcid = await self.add("p.cbz", 4)
+            response = await self.request("POST", f"/api/archives/{arcid}/files/thumbnails")
+            self.assertEqual(response.status, 202, response.body)
+            job = response.json["job"]
+            await worker.when("settled", job)
+            status = (await self.get(f"/api/minion/{job}")).json
+            self.assertEqual(status["state"], "finished")
+            self.assertEqual(status["notes"], {"1": "processed", "2": "processed",
+                                               "3": "processed", "4": "processed",
+                                               "total_pages": 4, "id": arcid})
+            fields = await self.services().archives.get(arcid)
+            self.assertNotIn("thumbjob", fields)
+            self.assertTrue(page_thumb_path(self.services().settings.thumb_dir, arcid, 4,
+                                            "jpg").exists())
+        return d(run())
+
+    def test_thumbnail_task(self):  # noqa: ANN201
+        """thumbnail_task: page 0 is the cover, page N a page thumbnail; a bad id fails the job
+        with {"errors": [...]}."""
+        async def run() -> None:
+            from lrrd.jobs.queue import JobQueue
+
+            worker = await self.start_worker()
+            queue = JobQueue.from_services(self.services())
+            arcid = await self.add("t.cbz", 2)
+            thumbdir = str(self.services().settings.thumb_dir)
+            page = await queue.enqueue("thumbnail_task", [thumbdir, arcid, 2])
+            await worker.when("settled", page)
+            info = await queue.info(page)
+            self.assertEqual(info["state"], "finished")
+            self.assertEqual(info["result"], str(page_thumb_path(thumbdir, arcid, 2, "jpg")))
+            bad = await queue.enqueue("thumbnail_task", [thumbdir, "0" * 40, 0])
+            await worker.when("settled", bad)
+            info = await queue.info(bad)
+            self.assertEqual(info["state"], "failed")
+            self.assertEqual(len(info["result"]["errors"]), 1)
+        return d(run())
+
+    def test_handle_upload_only_from_temp(self):  # noqa: ANN201
+        """handle_upload imports a file from the temp folder, and refuses any other path."""
+        async def run() -> None:
+            from lrrd.jobs.queue import JobQueue
+
+            worker = await self.start_worker()
+            services = self.services()
+            queue = JobQueue.from_services(services)
+            staged = services.settings.temp_dir / "web" / "queued.cbz"
+            staged.parent.mkdir(parents=True)
+            make_cbz(staged, 2)
+            arcid = compute_id(staged)
+            job = await queue.enqueue("handle_upload", [str(staged), None])
+            await worker.when("settled", job)
+            result = (await queue.info(job))["result"]
+            self.assertEqual((result["success"], result["id"]), (1, arcid))
+            self.assertTrue((services.settings.content / "queued.cbz").exists())
+            outside = make_cbz(Path(self.mktemp() + ".cbz"), 1)
+            job = await queue.enqueue("handle_upload", [str(outside), None])
+            await worker.when("settled", job)
+            self.assertEqual((await queue.info(job))["result"]["success"], 0)
+            self.assertTrue(outside.exists())
         return d(run())
