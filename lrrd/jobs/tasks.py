@@ -41,4 +41,7 @@ def builtin_registry() -> TaskRegistry:
     registry = TaskRegistry()
     registry.register("cleantemp", cleantemp)
     registry.register("tank_thumbnail_task", tank_thumbnail_task)
+    from lrrd.library.jobs import register_library_tasks
+
+    register_library_tasks(registry)
     return registry
