@@ -9,8 +9,8 @@ from typing import Any, Callable
 from twisted.web.iweb import IRequest
 
 import lrrd
-from lrrd.api.area import area_app
-from lrrd.api.errors import write_json, xml_escape
+from lrrd.api.area import area_app, arg
+from lrrd.api.errors import ApiError, write_json, xml_escape
 from lrrd.jobs.maintenance import clean_temp_folder, temp_folder_size
 from lrrd.store.config import ConfigStore, as_int, flag
 from lrrd.store.redis import DB, RedisStore, gather
@@ -22,8 +22,11 @@ class MiscApi:
     app = area_app()
 
     def __init__(self, redis: RedisStore, debug: bool = False, temp_dir: Path | None = None,
-                 run_io: Callable[..., Any] | None = None) -> None:
+                 run_io: Callable[..., Any] | None = None, jobs: Any = None,
+                 thumb_dir: Path | None = None) -> None:
         self._redis = redis
+        self._jobs = jobs
+        self._thumb_dir = thumb_dir
         self._config = ConfigStore(redis)
         self._debug = debug
         self._temp_dir = temp_dir
@@ -81,3 +84,13 @@ class MiscApi:
             "error": error,
             "newsize": size if size else 0,
         })
+
+    @app.route("/regen_thumbs", methods=["POST"], endpoint="regenThumbnails")
+    async def regen_thumbnails(self, request: IRequest) -> bytes:
+        """Queue ``regen_all_thumbnails`` [thumbdir, force] as the original does (priority 0)."""
+        if self._jobs is None:
+            raise ApiError(503, "No job queue in this process.", operation="regen_thumbnails")
+        force = (arg(request, "force") or "").strip().lower() in ("1", "true")
+        job = await self._jobs.enqueue("regen_all_thumbnails",
+                                       [str(self._thumb_dir or ""), 1 if force else 0])
+        return write_json(request, {"operation": "regen_thumbnails", "success": 1, "job": job})

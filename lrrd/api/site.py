@@ -97,7 +97,7 @@ def build_api_areas(services: Services) -> list[Any]:
     jobs = JobQueue.from_services(services)
     return [
         MiscApi(services.redis, temp_dir=services.settings.temp_dir,
-                run_io=services.pools.run_io),
+                run_io=services.pools.run_io, jobs=jobs, thumb_dir=services.settings.thumb_dir),
         MinionApi(jobs),
         ArchivesApi(
             services.archives, services.config, services.locks, services.pools, services.readers,
