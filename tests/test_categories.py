@@ -55,7 +55,7 @@ class CategoryApiTests(ApiTestCase):
         await archives.create(B, "/lib/q.cbz", 10, name="q")
         await archives.set_title(B, 'Say "hi" & <bye>')
         # The first start created the Favorites category and linked the bookmark to it.
-        cats = await self.store.list()
+        cats = await self.store.list_all()
         self.assertEqual(len(cats), 1)
         self.favorites = cats[0]["id"]
 
@@ -119,6 +119,13 @@ class CategoryApiTests(ApiTestCase):
             self.assertEqual(response.status, 200, response.body)
             cat = (await self.get("/api/categories/" + response.json["category_id"])).json
             self.assertEqual((cat["name"], cat["search"]), ("Form", "x:y"))
+            body = ('--XyZ\r\nContent-Disposition: form-data; name="name"\r\n\r\n'
+                    'Multi é\r\n--XyZ--\r\n').encode()
+            multi = await self.put("/api/categories", data=body, headers={
+                "Content-Type": "multipart/form-data; boundary=XyZ"})
+            self.assertEqual(multi.status, 200, multi.body)
+            cat = (await self.get("/api/categories/" + multi.json["category_id"])).json
+            self.assertEqual(cat["name"], "Multi é")
         return d(run())
 
     def test_get(self) -> Deferred[None]:
@@ -337,43 +344,37 @@ class CategoryApiTests(ApiTestCase):
         async def run() -> None:
             from lrrd.store.archives import CHANGES_CHANNEL
 
-            seen: list[str] = []
-            subscriber = await self._subscribe(CHANGES_CHANNEL, seen)
+            messages = await subscribe(self, CHANGES_CHANNEL, count=5)
             cat = await self.create("Pub")
             await self.put(f"/api/categories/{cat}", params={"name": "Pub2"})
             await self.put(f"/api/categories/{cat}/{A}")
             await self.delete(f"/api/categories/{cat}/{A}")
             await self.delete(f"/api/categories/{cat}")
-            await self._until(lambda: seen.count(cat) >= 5)
+            self.assertEqual(await messages, [cat] * 5)
         return d(run())
 
-    async def _subscribe(self, channel: str, seen: list[str]) -> Any:
-        import txredisapi
-        from twisted.internet import reactor
 
-        class Collect(txredisapi.SubscriberProtocol):
-            def messageReceived(self, pattern: Any, chan: Any, message: Any) -> None:
-                seen.append(message)
+async def subscribe(case: ApiTestCase, channel: str, count: int) -> Deferred[list[str]]:
+    """Subscribe to ``channel``; the Deferred fires with the first ``count`` messages."""
+    import txredisapi
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
 
-        factory = txredisapi.SubscriberFactory()
-        factory.protocol = Collect
-        from twisted.internet.endpoints import UNIXClientEndpoint, TCP4ClientEndpoint
+    seen: list[str] = []
+    done: Deferred[list[str]] = Deferred()
 
-        address = self.redis.address
-        endpoint = (UNIXClientEndpoint(reactor, address.path) if address.path
-                    else TCP4ClientEndpoint(reactor, address.host, address.port))
-        protocol = await endpoint.connect(factory)
-        await protocol.subscribe(channel)
-        self.addCleanup(protocol.transport.loseConnection)
-        return protocol
+    class Collect(txredisapi.SubscriberProtocol):
+        def messageReceived(self, pattern: Any, chan: Any, message: Any) -> None:
+            seen.append(message)
+            if len(seen) == count:
+                done.callback(list(seen))
 
-    async def _until(self, condition: Any, timeout: float = 5.0) -> None:
-        from twisted.internet import reactor
-        from twisted.internet.task import deferLater
-
-        waited = 0.0
-        while not condition():
-            self.assertLess(waited, timeout, "condition never came true")
-            await deferLater(reactor, 0.02, lambda: None)
-            waited += 0.02
-
+    factory = txredisapi.SubscriberFactory()
+    factory.protocol = Collect
+    address = case.redis.address
+    endpoint = (UNIXClientEndpoint(reactor, address.path) if address.path
+                else TCP4ClientEndpoint(reactor, address.host, address.port))
+    protocol = await endpoint.connect(factory)
+    case.addCleanup(protocol.transport.loseConnection)
+    await protocol.subscribe(channel)
+    return done

@@ -52,7 +52,7 @@ class CategoriesApi:
     # -- list, create, read ----------------------------------------------------------------------
     @app.route("/categories", methods=["GET"], endpoint="getCategoryList")
     async def list_categories(self, request: IRequest) -> bytes:
-        return write_json(request, await self._categories.list())
+        return write_json(request, await self._categories.list_all())
 
     @app.route("/categories", methods=["PUT"], endpoint="createCategory")
     async def create_category(self, request: IRequest) -> bytes:

@@ -226,7 +226,7 @@ class CategoryStore:
         found: set[str] = set()
         cursor = "0"
         while True:
-            cursor, keys = await self._main.scan(cursor, CATEGORY_KEY_PATTERN, 1000)
+            cursor, keys = await self._main.scan(cursor, CATEGORY_KEY_PATTERN, 10000)
             found.update(as_text(key) for key in keys)
             if str(cursor) == "0":
                 break
@@ -245,7 +245,7 @@ class CategoryStore:
             return None
         return dict(fields)
 
-    async def list(self) -> list[dict[str, Any]]:
+    async def list_all(self) -> list[dict[str, Any]]:
         """All categories, their hashes read in one pipelined round trip."""
         ids = [cat_id for cat_id in await self.ids() if len(cat_id) == 14]
         if not ids:
@@ -255,7 +255,7 @@ class CategoryStore:
 
     async def categories_of_archive(self, arcid: str) -> list[dict[str, Any]]:
         """The static categories whose list holds ``arcid`` exactly (dynamic ones never do)."""
-        return [cat for cat in await self.list()
+        return [cat for cat in await self.list_all()
                 if not cat["search"] and arcid in cat["archives"]]
 
     # -- writes ----------------------------------------------------------------------------------

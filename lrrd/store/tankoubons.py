@@ -276,14 +276,34 @@ redis.call('PUBLISH', ARGV[4], id)
 return 1
 """
 
+# ARGV: archive id. The tanks holding it, in one round trip (the original's KEYS + ZSCORE).
+_TANKS_OF = """
+local found = {}
+for _, key in ipairs(redis.call('KEYS', 'TANK_??????????')) do
+  if redis.call('TYPE', key).ok == 'zset' then
+    local score = redis.call('ZSCORE', key, ARGV[1])
+    if score and tonumber(score) >= 1 then table.insert(found, key) end
+  end
+end
+return found
+"""
+
 # KEYS: tank. ARGV: main, search, now, channel, counted index drop, counted index add.
+# Also puts the tank in or out of LRR_TANKGROUPED by whether it still holds archives.
 _REINDEX = _COMMON + """
 local id = KEYS[1]
 if not is_tank(id) then return -1 end
+local members = redis.call('ZCOUNT', id, 1, '+inf')
 local index_del, i = counted(5)
 local index_add = counted(i)
 redis.call('SELECT', ARGV[2])
+if members > 0 then
+  redis.call('SADD', 'LRR_TANKGROUPED', id)
+else
+  redis.call('SREM', 'LRR_TANKGROUPED', id)
+end
 reindex(id, {}, {}, index_del, index_add)
+invalidate(ARGV[3])
 redis.call('PUBLISH', ARGV[4], id)
 return 1
 """
@@ -447,7 +467,7 @@ class TankoubonStore:
         found: set[str] = set()
         cursor = "0"
         while True:
-            cursor, keys = await self._main.scan(cursor, TANK_KEY_PATTERN, 1000)
+            cursor, keys = await self._main.scan(cursor, TANK_KEY_PATTERN, 10000)
             found.update(as_text(key) for key in keys)
             if str(cursor) == "0":
                 break
@@ -518,13 +538,8 @@ class TankoubonStore:
         return [as_text(reply) for reply in replies]
 
     async def tanks_of_archive(self, arcid: str) -> list[str]:
-        """The tanks (sorted by id) that hold ``arcid``: one pipelined ZSCORE per tank."""
-        tank_ids = await self.ids()
-        if not tank_ids:
-            return []
-        scores = await gather(*(self._main.zscore(tank_id, arcid) for tank_id in tank_ids))
-        return [tank_id for tank_id, score in zip(tank_ids, scores)
-                if score is not None and float(score) >= 1]
+        """The tanks (sorted by id) that hold ``arcid``, found in one script call."""
+        return sorted(as_text(key) for key in await self._main.eval(_TANKS_OF, [], [arcid]))
 
     async def page_counts(self, arcids: Sequence[str]) -> list[int]:
         if not arcids:
@@ -694,7 +709,8 @@ class TankoubonStore:
 
     async def refresh_imputed(self, tank_id: str, removed_tags: Iterable[str] = ()) -> None:
         """``update_tank_imputed_indexes``: add the tank to every unified tag's index, and take
-        it out of those ``removed_tags`` (e.g. a member's old tags) no longer unified."""
+        it out of those ``removed_tags`` (e.g. a member's old tags) no longer unified. Also sets
+        the tank's ``LRR_TANKGROUPED`` membership from whether it still holds archives."""
         indexed = await self._index_of(tank_id)
         if indexed is None:
             return
@@ -702,10 +718,17 @@ class TankoubonStore:
         stale = {t.strip().lower() for t in removed_tags if t.strip()} - unified
         await self._eval(_REINDEX, [tank_id], [*_counted(stale), *_counted(unified)])
 
+    async def refresh_tanks(self, tank_ids: Iterable[str], old_tags: str) -> None:
+        """After a member of these tanks changed tags or was deleted (``old_tags`` its tags
+        before): re-impute each and fix its grouping. For ``ArchiveStore.delete``, read
+        ``tanks_of_archive`` first, delete, then call this."""
+        removed = tag_list(old_tags)
+        for tank_id in tank_ids:
+            await self.refresh_imputed(tank_id, removed)
+
     async def refresh_tanks_of_archive(self, arcid: str, old_tags: str) -> list[str]:
         """After an archive's tags changed: re-impute every tank holding it (the original does
         this in ``set_tags``). Returns those tanks."""
         tanks = await self.tanks_of_archive(arcid)
-        for tank_id in tanks:
-            await self.refresh_imputed(tank_id, tag_list(old_tags))
+        await self.refresh_tanks(tanks, old_tags)
         return tanks
