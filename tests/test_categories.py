@@ -339,6 +339,21 @@ class CategoryApiTests(ApiTestCase):
             self.assertEqual(await self.store.categories_of_archive(MISSING), [])
         return d(run())
 
+    def test_restore(self) -> Deferred[None]:
+        """Backup restore keeps the id, unpins, and adds only the archives that exist."""
+        async def run() -> None:
+            cat = "SET_1600000000"
+            self.assertTrue(await self.store.restore(cat, "Restored", "", [A, MISSING, A, B]))
+            self.assertEqual(await self.raw(cat), {"name": "Restored", "search": "",
+                                                   "pinned": "0",
+                                                   "archives": json.dumps([A, B]).replace(" ", "")})
+            await self.put(f"/api/categories/{cat}", params={"pinned": "1"})
+            self.assertTrue(await self.store.restore(cat, "Again", "", [B]))
+            self.assertEqual((await self.get(f"/api/categories/{cat}")).json, {
+                "archives": [A, B], "id": cat, "name": "Again", "pinned": 0, "search": ""})
+            self.assertFalse(await self.store.restore("SET_1", "x", "", []))
+        return d(run())
+
     def test_changes_published(self) -> Deferred[None]:
         """Category writes publish the category id for other processes' search indexes."""
         async def run() -> None:

@@ -13,7 +13,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from lrrd.store.archives import ARCHIVE_ID_RE, CHANGES_CHANNEL, as_text, nfc
 from lrrd.store.redis import DB, RedisStore, gather
@@ -120,6 +120,33 @@ redis.call('SELECT', ARGV[2])
 invalidate(ARGV[4])
 redis.call('PUBLISH', ARGV[5], id)
 return {1, ''}
+"""
+
+# KEYS: category. ARGV: main, search, now, channel, name, search predicate, archive ids...
+# Backup restore: the category keeps its id, is unpinned, and gains the archives that exist.
+_RESTORE = _INVALIDATE + """
+local id = KEYS[1]
+if redis.call('EXISTS', id) == 1 and not is_category(id) then return 0 end
+if redis.call('EXISTS', id) == 0 then redis.call('HSET', id, 'archives', '[]') end
+redis.call('HSET', id, 'name', ARGV[5], 'search', ARGV[6], 'pinned', '0')
+local ok, list = pcall(cjson.decode, redis.call('HGET', id, 'archives') or '[]')
+if not ok or type(list) ~= 'table' then list = {} end
+local texts = {}
+for i, member in ipairs(list) do texts[i] = tostring(member) end
+for k = 7, #ARGV do
+  local arc = ARGV[k]
+  if redis.call('EXISTS', arc) == 1
+     and not string.find(table.concat(texts, ' '), arc, 1, true) then
+    table.insert(texts, arc)
+  end
+end
+local encoded = '[]'
+if #texts > 0 then encoded = cjson.encode(texts) end
+redis.call('HSET', id, 'archives', encoded)
+redis.call('SELECT', ARGV[2])
+invalidate(ARGV[3])
+redis.call('PUBLISH', ARGV[4], id)
+return 1
 """
 
 # ARGV: main, search, category id. Returns 1 linked, -1 missing, -2 dynamic.
@@ -299,6 +326,17 @@ class CategoryStore:
                 f"Couldn't deserialize archives in DB for {cat_id}! "
                 f"Redis returned the following junk data: {as_text(detail)}", "junk")
         return AddResult(added=code == 1)
+
+    async def restore(self, cat_id: str, name: str, search: str,
+                      archives: Sequence[str]) -> bool:
+        """Backup restore (LRR-NOTES §9.6): keep the id, unpin, add the archives that exist
+        (archive and tank ids only). False when the id is taken by something else."""
+        if not CATEGORY_ID_RE.match(cat_id):
+            return False
+        members = [arcid for arcid in archives if isinstance(arcid, str) and is_member_id(arcid)]
+        return bool(await self._main.eval(_RESTORE, [cat_id], self._dbs() + [
+            self._now(), CHANGES_CHANNEL, nfc(name), nfc(search), *members,
+        ]))
 
     async def remove_archive(self, cat_id: str, arcid: str) -> None:
         """Remove the first occurrence; an id that is not there still "succeeds"."""
