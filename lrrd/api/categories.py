@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from lrrd.api.area import area_app, arg, field
+from lrrd.api.area import area_app, field
 from lrrd.api.errors import ApiError, api_response, write_json
 from lrrd.api.locking import write_lock
 from lrrd.store.archives import ArchiveStore, as_text

@@ -10,6 +10,12 @@ imputed into ``INDEX_*`` only (max ``date_added``/``timestamp``). Every write is
 that ends by invalidating the search cache (as the original does for every tank mutation except
 progress) and publishing the tank id on ``CHANGES_CHANNEL``: a subscriber should reload that
 tank (metadata, members, own tags) and regroup its old and new members.
+
+Where the original leaves the search database wrong, lrrd does not copy it: deleting a tank also
+drops its title, its own tags' stats and index entries and its id in static categories; a tank
+emptied by removals leaves ``LRR_TANKGROUPED`` (the original's check never fires); a rename
+through ``PUT /tankoubons?tankid=`` replaces the name without duplicating the other metadata
+members; ``PUT /tankoubons/{id}`` checks every archive before writing anything.
 """
 
 from __future__ import annotations
