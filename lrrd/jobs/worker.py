@@ -70,7 +70,7 @@ class JobContext:
 def _default_run_blocking(services: Any, reactor: Any) -> Callable[..., Deferred[Any]]:
     pools = getattr(services, "pools", None)
     if pools is not None:
-        return pools.run_io  # type: ignore[no-any-return]
+        return pools.run_io
 
     def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args, **kwargs)
@@ -86,7 +86,7 @@ class WorkerService(service.Service):
     ``ready``, when given, is awaited before the first contact with Redis (the store's start-up).
     """
 
-    name = "jobs"
+    name = "jobs"  # type: ignore[assignment]  # Service declares it None
 
     def __init__(
         self,
@@ -171,7 +171,12 @@ class WorkerService(service.Service):
         if self._started is None:
             return succeed(None)
         d: Deferred[None] = Deferred()
-        self._started.addBoth(lambda r: (d.callback(None), r)[1])
+
+        def fire(result: Any) -> Any:
+            d.callback(None)
+            return result
+
+        self._started.addBoth(fire)
         return d
 
     def stopService(self) -> Deferred[None]:
@@ -223,15 +228,15 @@ class WorkerService(service.Service):
     # -- heartbeat and sweep ---------------------------------------------------------------
 
     def _beat(self) -> Deferred[None]:
-        d = Deferred.fromCoroutine(self._beat_once())
-        d.addCallbacks(lambda _: None, self._beat_failed)
-        return d
+        return Deferred.fromCoroutine(self._beat_quietly())
 
-    def _beat_failed(self, failure: Failure) -> None:
-        if failure.check(StoreUnavailable):
+    async def _beat_quietly(self) -> None:
+        try:
+            await self._beat_once()
+        except StoreUnavailable:
             log.debug("Job heartbeat skipped: Redis unavailable")
-        else:
-            log.failure("Job heartbeat failed", failure)
+        except Exception:  # noqa: BLE001 - keep beating; the next tick may work
+            log.failure("Job heartbeat failed")
 
     async def _beat_once(self) -> list[int]:
         if self.worker_id is None or self._stopping:

@@ -470,6 +470,20 @@ class JobStore:
 
 
 class _WakeupProtocol(txredisapi.SubscriberProtocol):
+    """Subscribes as soon as its handshake (auth) is done, then reports each message.
+
+    Subscribing here rather than in ClientService's ``prepareConnection`` matters: txredisapi's
+    handshake Deferreds cannot be cancelled, and a stop during preparation would leave the
+    connection open.
+    """
+
+    def connectionMade(self) -> Any:
+        handshake = super().connectionMade()
+        self.whenConnected().addCallback(
+            lambda _: self.subscribe(self.factory.channel)
+        ).addCallbacks(lambda _: self.factory.on_connected(), lambda _: None)
+        return handshake
+
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
         self.factory.on_message(message if isinstance(message, str) else message.decode())
 
@@ -481,9 +495,12 @@ class _WakeupFactory(protocol.Factory):
     isLazy = True
     noisy = False
 
-    def __init__(self, address: RedisAddress, on_message: Callable[[str], None]) -> None:
+    def __init__(self, address: RedisAddress, channel: str, on_message: Callable[[str], None],
+                 on_connected: Callable[[], None]) -> None:
         self.address = address
+        self.channel = channel
         self.on_message = on_message
+        self.on_connected = on_connected
 
     def buildProtocol(self, addr: Any) -> _WakeupProtocol:
         p = _WakeupProtocol(charset="utf-8", password=self.address.password,
@@ -509,10 +526,8 @@ class WakeupSubscriber:
     def __init__(self, address: RedisAddress, channel: str, on_message: Callable[[str], None],
                  on_connected: Callable[[], None], reactor: Any) -> None:
         self._address = address
-        self._channel = channel
-        self._on_connected = on_connected
         self._reactor = reactor
-        self._factory = _WakeupFactory(address, on_message)
+        self._factory = _WakeupFactory(address, channel, on_message, on_connected)
         self._service: ClientService | None = None
 
     def start(self) -> None:
@@ -522,16 +537,11 @@ class WakeupSubscriber:
             endpoint = HostnameEndpoint(self._reactor, self._address.host, self._address.port,
                                         timeout=2)
         self._service = ClientService(
-            endpoint, self._factory, retryPolicy=backoffPolicy(0.1, 1.0, 1.6),
-            clock=self._reactor, prepareConnection=self._subscribe,
+            endpoint, self._factory,  # type: ignore[arg-type]  # a Factory is one (zope)
+            retryPolicy=backoffPolicy(0.1, 1.0, 1.6),
+            clock=self._reactor,
         )
         self._service.startService()
-
-    def _subscribe(self, proto: _WakeupProtocol) -> Deferred[None]:
-        d = proto.whenConnected()
-        d.addCallback(lambda _: proto.subscribe(self._channel))
-        d.addCallback(lambda _: self._on_connected())
-        return d
 
     def stop(self) -> Deferred[None]:
         if self._service is None:
