@@ -7,7 +7,7 @@ the wake-up connection are real, so every claim and transition goes through the 
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
