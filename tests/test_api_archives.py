@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
 
 from PIL import Image
 from twisted.internet.defer import Deferred
 
-from lrrd.api.archives import ArchivesApi
 from lrrd.images import cover_path, page_thumb_path
-from lrrd.jobs.worker import JobContext
 from lrrd.store.categories import CategoryStore
 from lrrd.store.redis import DB
 from tests.fixtures.archives import make_7z, make_cbz, make_pdf, numbered_pages, png_bytes
@@ -23,25 +20,6 @@ GOLDEN_ID = "8dc6167b2f18e196cbbaf915aeb65d4273c43cb0"
 
 class ArchivesTestCase(LibraryApiTestCase):
     timeout = 60
-
-    def archives_area(self) -> ArchivesApi:
-        return next(area for area in self._areas if isinstance(area, ArchivesApi))
-
-    def make_site(self) -> Any:
-        from lrrd.api.site import build_api_areas, build_site
-
-        self._areas = build_api_areas(self.services())
-        # The thumbnail tasks belong to the job package; register stand-ins if they are absent
-        # so the 202 answers can be tested on their own.
-        registry = self.archives_area()._jobs.registry  # type: ignore[union-attr]
-
-        async def noop(job: JobContext, *args: Any) -> None:
-            return None
-
-        for task in ("thumbnail_task", "page_thumbnails"):
-            if task not in registry:
-                registry.register(task, noop)
-        return build_site(self.services(), areas=self._areas)
 
 
 class ListingTests(ArchivesTestCase):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Coroutine, Iterable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Coroutine, Iterable, NamedTuple, Protocol, Sequence
 from urllib.parse import quote
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -31,6 +31,7 @@ from lrrd.library.reader import (
     BadPageName,
     PageData,
     PageNotFound,
+    etag_matches,
 )
 from lrrd.pools import Pools
 from lrrd.store.archives import (
@@ -168,37 +169,64 @@ def _delete_files(path: str, thumbdir: str, arcid: str) -> bool:
     return deleted
 
 
-class _ByteLRU:
-    """A small in-memory LRU of resized pages, bounded in bytes (the original caches them too)."""
+class _ServedPage(NamedTuple):
+    """A page as last served: bytes (resized or not), headers' values, and when it was read."""
+
+    etag: str
+    data: bytes
+    content_type: bytes
+    path: str
+    checked: float
+
+
+class _PageMemory:
+    """Recently served pages in memory, bounded in bytes, least recently used dropped first.
+
+    The original keeps a page cache too (500 MB by default); readers turn through pages and
+    re-fetch them, and a page served from here costs no thread hop at all. Used only on the
+    reactor thread.
+    """
 
     def __init__(self, budget: int) -> None:
         self._budget = budget
         self._used = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str], tuple[_ServedPage, int]] = OrderedDict()
 
-    def get(self, key: str) -> bytes | None:
-        data = self._items.get(key)
-        if data is not None:
-            self._items.move_to_end(key)
-        return data
+    def get(self, key: tuple[str, str, str]) -> _ServedPage | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
 
-    def put(self, key: str, data: bytes) -> None:
-        if len(data) > self._budget // 4:
-            return
+    def put(self, key: tuple[str, str, str], page: _ServedPage, size: int) -> None:
         old = self._items.pop(key, None)
         if old is not None:
-            self._used -= len(old)
-        self._items[key] = data
-        self._used += len(data)
+            self._used -= old[1]
+        if size > self._budget // 8:
+            return
+        self._items[key] = (page, size)
+        self._used += size
         while self._used > self._budget and self._items:
-            _, dropped = self._items.popitem(last=False)
-            self._used -= len(dropped)
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._used -= dropped
+
+    def forget(self, arcid: str) -> None:
+        for key in [key for key in self._items if key[0] == arcid]:
+            self._used -= self._items.pop(key)[1]
 
 
 class ArchivesApi:
     """The archive operations, over the archive store, the reader cache and the pools."""
 
     app = area_app()
+
+    #: How long page requests trust a remembered archive path and the resize settings. A
+    #: settings change reaches pages within this time; tests set these to 0.
+    path_ttl = 5.0
+    settings_ttl = 1.0
+    #: How long a page in memory is served without checking its file again (a stat).
+    page_ttl = 1.0
 
     def __init__(
         self,
@@ -213,6 +241,7 @@ class ArchivesApi:
         jobs: JobQueue | None = None,
         thumbnails: Callable[[str, int], Awaitable[Any]] | None = None,
         clock: Any = None,
+        page_memory: int = 128 * 1024 * 1024,
     ) -> None:
         self._archives = archives
         self._config = config
@@ -225,7 +254,9 @@ class ArchivesApi:
         self._jobs = jobs
         self._thumbnails = thumbnails
         self._clock = clock
-        self._resized = _ByteLRU(32 * 1024 * 1024)
+        self._memory = _PageMemory(page_memory)
+        self._paths: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._settings: tuple[tuple[bool, int, int], float] | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
     def _now(self) -> int:
@@ -238,6 +269,40 @@ class ArchivesApi:
         if not path:
             raise ApiError(400, NO_SUCH_ID, operation=operation, envelope="api_response")
         return path
+
+    async def _page_file(self, arcid: str) -> str:
+        """The archive's path for page reads, remembered for ``path_ttl`` seconds.
+
+        A reader turns pages at a few per second and each would otherwise cost a Redis round
+        trip; a stale path (the file moved) shows as a missing file, and the caller then asks
+        Redis again, so a move is never served wrong, only re-looked-up.
+        """
+        now = self._monotonic()
+        cached = self._remembered_path(arcid, now)
+        if cached is not None:
+            return cached
+        fields = await self._archives.get_fields(arcid, "file")
+        path = as_text(fields.get("file"))
+        if path:
+            self._paths[arcid] = (path, now)
+            if len(self._paths) > 4096:
+                self._paths.popitem(last=False)
+        return path
+
+    async def _page_settings(self) -> tuple[bool, int, int]:
+        """(enableresize, sizethreshold KB, readerquality), re-read every ``settings_ttl`` s."""
+        now = self._monotonic()
+        if self._settings is not None and now - self._settings[1] < self.settings_ttl:
+            return self._settings[0]
+        values = await self._config.get("enableresize", "sizethreshold", "readerquality")
+        settings = (flag(values["enableresize"]), config_int(values["sizethreshold"], 1000),
+                    min(100, max(1, config_int(values["readerquality"], 50))))
+        self._settings = (settings, now)
+        return settings
+
+    @staticmethod
+    def _monotonic() -> float:
+        return time.monotonic()
 
     async def _require(self, arcid: str, operation: str) -> None:
         if not await self._archives.exists(arcid):
@@ -333,6 +398,8 @@ class ArchivesApi:
         except LockBusy:
             raise self._lock_error(operation, arcid) from None
         self._readers_invalidate(arcid)
+        self._paths.pop(arcid, None)
+        self._memory.forget(arcid)
         deleted = False
         if existed:
             try:
@@ -392,26 +459,63 @@ class ArchivesApi:
         return write_json(request, {"pages": [page_url(arcid, name) for name in pages]})
 
     @app.route("/archives/<string:arcid>/page", methods=["GET"], endpoint="getPage")
-    async def get_page(self, request: IRequest, arcid: str) -> bytes:
-        """One page, read from the archive member of that name (never a filesystem path)."""
-        operation = "serve_page"
+    def get_page(self, request: IRequest, arcid: str) -> Any:
+        """One page, read from the archive member of that name (never a filesystem path).
+
+        The hot path (a page served moments ago, path and settings remembered) answers
+        synchronously: no Redis, no thread hop, no coroutine. Everything else goes through
+        :meth:`_read_page`.
+        """
         name = field(request, "path") or ""
         raw_inm = request.getHeader(b"if-none-match")
         if_none_match = raw_inm.decode("latin-1") if isinstance(raw_inm, bytes) else raw_inm
-        fields, settings = await _both(
-            self._archives.get_fields(arcid, "file"),
-            self._config.get("enableresize", "sizethreshold", "readerquality"),
-        )
-        path = as_text(fields.get("file"))
+        now = self._monotonic()
+        path = self._remembered_path(arcid, now)
+        settings = self._settings
+        if path is not None and settings is not None and now - settings[1] < self.settings_ttl:
+            resize, threshold, quality = settings[0]
+            variant = f"resize:{threshold}:{quality}" if resize else ""
+            remembered = self._memory.get((arcid, name, variant))
+            if remembered is not None and remembered.path == path \
+                    and now - remembered.checked < self.page_ttl:
+                return self._page_response(request, remembered.etag, remembered, if_none_match)
+        return Deferred.fromCoroutine(self._read_page(request, arcid, name, if_none_match))
+
+    def _remembered_path(self, arcid: str, now: float) -> str | None:
+        cached = self._paths.get(arcid)
+        if cached is not None and now - cached[1] < self.path_ttl:
+            return cached[0]
+        return None
+
+    async def _read_page(self, request: IRequest, arcid: str, name: str,
+                         if_none_match: str | None) -> bytes:
+        operation = "serve_page"
+        path, settings = await _both(self._page_file(arcid), self._page_settings())
         if not path:
             raise ApiError(400, NO_SUCH_ID, operation=operation, envelope="api_response")
-        resize = flag(settings["enableresize"])
-        threshold = config_int(settings["sizethreshold"], 1000)
-        quality = min(100, max(1, config_int(settings["readerquality"], 50)))
+        resize, threshold, quality = settings
         variant = f"resize:{threshold}:{quality}" if resize else ""
+        key = (arcid, name, variant)
+        remembered = self._memory.get(key)
+        if remembered is not None and remembered.path == path \
+                and self._monotonic() - remembered.checked < self.page_ttl:
+            return self._page_response(request, remembered.etag, remembered, if_none_match)
         try:
-            page: PageData = await self._pools.run_io(
-                self._readers.read, arcid, path, name, if_none_match, variant)
+            try:
+                page: PageData = await self._pools.run_io(
+                    self._readers.read, arcid, path, name, if_none_match, variant)
+            except ArchiveMissing:
+                # The remembered path may be stale (renamed, moved, deleted): ask Redis again.
+                self._paths.pop(arcid, None)
+                fresh = await self._page_file(arcid)
+                if not fresh:
+                    raise ApiError(400, NO_SUCH_ID, operation=operation,
+                                   envelope="api_response") from None
+                if fresh == path:
+                    raise
+                path = fresh
+                page = await self._pools.run_io(
+                    self._readers.read, arcid, path, name, if_none_match, variant)
         except BadPageName:
             raise ApiError(400, "Invalid page path.", operation=operation,
                            envelope="api_response") from None
@@ -419,34 +523,40 @@ class ArchivesApi:
             raise ApiError(404, f"The page {name!r} doesn't exist in this archive.",
                            operation=operation, envelope="api_response") from None
         except ArchiveMissing:
+            self._paths.pop(arcid, None)
             raise ApiError(404, "The archive file is missing on the server.",
                            operation=operation, envelope="api_response") from None
         except ArchiveError as exc:
             log.warn("cannot read page {name!r} of {arcid}: {error}", name=name, arcid=arcid,
                      error=exc)
             raise ApiError(400, str(exc), operation=operation, envelope="api_response") from None
-        request.setHeader(b"etag", page.etag.encode("ascii"))
-        request.setHeader(b"cache-control", PAGE_CACHE_CONTROL)
         if page.data is None:
-            request.setResponseCode(304)
-            return b""
+            return self._page_response(request, page.etag, None, b"")
         data = page.data
         content_type = mime_for(name)
         if resize and len(data) > threshold * 1024:
-            resized = self._resized.get(page.etag)
-            if resized is None:
-                try:
-                    resized = await self._pools.run_image(resize_page, data, quality=quality)
-                except ImageError as exc:
-                    log.warn("serving page {name!r} of {arcid} unresized: {error}", name=name,
-                             arcid=arcid, error=exc)
-                else:
-                    self._resized.put(page.etag, resized)
-            if resized is not None:
-                data, content_type = resized, "image/jpeg"
-        request.setHeader(b"content-type", content_type.encode("ascii") + b';name="page"')
+            try:
+                data = await self._pools.run_image(resize_page, data, quality=quality)
+                content_type = "image/jpeg"
+            except ImageError as exc:
+                log.warn("serving page {name!r} of {arcid} unresized: {error}", name=name,
+                         arcid=arcid, error=exc)
+        served = _ServedPage(page.etag, data, content_type.encode("ascii") + b';name="page"',
+                             path, self._monotonic())
+        self._memory.put(key, served, len(data))
+        return self._page_response(request, served.etag, served, if_none_match)
+
+    @staticmethod
+    def _page_response(request: IRequest, etag: str, served: _ServedPage | None,
+                       if_none_match: str | bytes | None) -> bytes:
+        request.setHeader(b"etag", etag.encode("ascii"))
+        request.setHeader(b"cache-control", PAGE_CACHE_CONTROL)
+        if served is None or (isinstance(if_none_match, str) and etag_matches(if_none_match, etag)):
+            request.setResponseCode(304)
+            return b""
+        request.setHeader(b"content-type", served.content_type)
         request.setHeader(b"content-disposition", b'inline;filename="page"')
-        return data
+        return served.data
 
     # -- reading state ---------------------------------------------------------------------------
     @app.route("/archives/<string:arcid>/progress/<string:page>", methods=["PUT"],

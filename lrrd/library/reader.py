@@ -154,14 +154,13 @@ class ArchiveReaders:
             # A reader that failed mid-read may hold a half-consumed stream: never reuse it.
             self._discard(reader)
             raise
-        if entry.pages is None:
-            # The read listed the members already; remember the order for /files and 304s.
+        if entry.page_set is None:
+            # The read listed the members already: remember the names for 304s. Sorting them
+            # (pages()) is left to /files, off the first page's critical path.
             try:
-                pages = reader.pages()
+                entry.page_set = frozenset(reader.members())
             except ArchiveError:
-                pages = None
-            if pages is not None:
-                entry.pages, entry.page_set = pages, frozenset(pages)
+                pass
         self._checkin(entry, reader)
         return PageData(etag, data)
 
