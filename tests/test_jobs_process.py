@@ -169,3 +169,30 @@ class DaemonWorkerTests(ProcessTestCase):
             self.assertTrue(daemon.stop())
             self.assertEqual((await queue.stats())["workers"], 0)  # it said goodbye
         return d(run())
+
+
+class FrozenRedisTests(ProcessTestCase):
+    def test_stop_does_not_hang_on_a_frozen_redis(self) -> Deferred[None]:
+        """A worker stops within its STOP_TIMEOUT even when Redis no longer answers (SIGSTOP)."""
+        async def run() -> None:
+            from lrrd.jobs.worker import STOP_TIMEOUT, WorkerService
+            from lrrd.store.redis import RedisAddress, RedisStore
+            from tests.fixtures.redis import RedisServer
+
+            server = RedisServer().start()
+            self.addCleanup(server.stop)
+            redis = RedisStore(RedisAddress.parse(server.url))
+            redis.connect()
+            self.addCleanup(lambda: Deferred.fromCoroutine(redis.disconnect()))
+            await redis.wait_connected(reactor)
+            worker = WorkerService(JobQueue(redis, registry(), clock=reactor), 1, reactor=reactor)
+            worker.startService()
+            await worker.when_started()
+            assert server.process is not None
+            server.process.send_signal(signal.SIGSTOP)
+            self.addCleanup(server.process.send_signal, signal.SIGCONT)
+            began = time.monotonic()
+            await worker.stopService()
+            self.assertLess(time.monotonic() - began, STOP_TIMEOUT + 1)
+            server.process.send_signal(signal.SIGCONT)
+        return d(run())

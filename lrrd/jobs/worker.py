@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from twisted.application import service
-from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults, succeed
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -36,6 +36,8 @@ MISSING_AFTER = 10.0
 #: A job whose worker died this many times is failed ("Worker went away.") rather than re-run:
 #: it is probably what kills them.
 MAX_ORPHANED = 3
+#: Seconds a stopping worker waits for Redis to take its jobs back.
+STOP_TIMEOUT = 3.0
 #: How many unobserved job events ``when`` remembers.
 _SEEN_EVENTS = 1024
 
@@ -203,9 +205,17 @@ class WorkerService(service.Service):
             pending.append(Deferred.fromCoroutine(self._leave(self.worker_id)))
         for running in list(self._running.values()):
             running.cancel()
-        d = gatherResults(pending, consumeErrors=True)
-        d.addErrback(lambda f: log.failure("While stopping the job worker", f))
-        return d.addCallback(lambda _: None)
+        for step in pending:
+            # Shutdown must not hang on a Redis that stopped answering (it may be restarting).
+            step.addTimeout(STOP_TIMEOUT, self._reactor)
+            step.addErrback(self._stop_failed)
+        return gatherResults(pending).addCallback(lambda _: None)
+
+    def _stop_failed(self, failure: Failure) -> None:
+        if failure.check(TimeoutError, CancelledError):
+            log.info("Job worker stopped without Redis confirming; the sweep will clean up")
+        else:
+            log.failure("While stopping the job worker", failure)
 
     async def _leave(self, worker: int) -> None:
         try:
