@@ -45,6 +45,7 @@ __all__ = [
     "ReadLimits",
     "count_pages",
     "open_archive",
+    "read_named_member",
 ]
 
 StrPath = str | os.PathLike[str]
@@ -740,3 +741,58 @@ def count_pages(path: StrPath, *, limits: ReadLimits = DEFAULT_LIMITS) -> int:
     """The archive's page count, from its listing alone (nothing is extracted)."""
     with open_archive(path, cache_dir=None, limits=limits) as reader:
         return len(reader.members())
+
+
+def _name_matches(member: str, wanted: tuple[str, ...]) -> bool:
+    base = member.replace("\\", "/").rsplit("/", 1)[-1]
+    return any(base.endswith(name) for name in wanted)
+
+
+def read_named_member(path: StrPath, *wanted: str, max_size: int = 16 * MiB) -> tuple[str, bytes] | None:
+    """The first member (in archive order) whose file name ends with one of ``wanted``, and its bytes.
+
+    Metadata plugins look for files such as ``ComicInfo.xml`` or ``info.json`` inside an archive as
+    the original's ``is_file_in_archive`` does (a case-sensitive match on the end of the member's
+    file name). PDFs and CBW web comics hold no such files: None. A member larger than
+    ``max_size`` raises :class:`ArchiveTooLarge` rather than being read into memory.
+    """
+    text_path = os.fspath(path)
+    if not wanted:
+        return None
+    with _translated(text_path, "search"):
+        try:
+            kind = _kind(text_path)
+        except ArchiveError:
+            if text_path.lower().endswith(".cbw"):
+                return None
+            raise
+        if kind == "pdf":
+            return None
+        if kind == "zip":
+            with zipfile.ZipFile(text_path) as archive:
+                for info in archive.infolist():
+                    name = _zip_member_name(info)
+                    if info.is_dir() or not _name_matches(name, wanted):
+                        continue
+                    if info.file_size > max_size:
+                        raise ArchiveTooLarge(f"{name!r} in {text_path!r} is over {max_size} bytes")
+                    with archive.open(info) as member:
+                        data = member.read(max_size + 1)
+                    if len(data) > max_size:
+                        raise ArchiveTooLarge(f"{name!r} in {text_path!r} is over {max_size} bytes")
+                    return name, data
+            return None
+        with libarchive.file_reader(text_path) as archive:
+            for count, entry in enumerate(archive, 1):
+                if count > DEFAULT_LIMITS.max_members:
+                    raise ArchiveTooLarge(f"{text_path!r} has more than {DEFAULT_LIMITS.max_members} members")
+                name = _entry_name(entry)
+                if entry.isdir or not _name_matches(name, wanted):
+                    continue
+                buffer = bytearray()
+                for block in entry.get_blocks():
+                    buffer += block
+                    if len(buffer) > max_size:
+                        raise ArchiveTooLarge(f"{name!r} in {text_path!r} is over {max_size} bytes")
+                return name, bytes(buffer)
+    return None
