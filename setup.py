@@ -24,6 +24,9 @@ setup(
         "zope.interface>=6.0",
         "libarchive-c>=5.0",
         "pypdfium2>=4.20",
+        # The Koushoku/Koharu metadata plugin reads YAML files found inside archives; only
+        # yaml.safe_load is used (no tags, no object construction).
+        "pyyaml>=6.0",
     ],
     extras_require={
         "test": ["hypothesis>=6.90", "jsonschema>=4.20", "pyyaml>=6.0"],

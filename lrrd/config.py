@@ -30,6 +30,8 @@ OPTION_NAMES = (
     "job_expiry",
     "plugin_dirs",
     "thread_pool_size",
+    "download_max_size",
+    "download_timeout",
 )
 
 ROLES = ("all", "web", "worker")
@@ -59,6 +61,10 @@ class Settings:
     job_expiry: float = 2 * 86400.0
     plugin_dirs: tuple[Path, ...] = ()
     thread_pool_size: int = 8
+    #: Downloads (``download_url``, plugins) larger than this many bytes are cut off.
+    download_max_size: int = 4 * 1024**3
+    #: Seconds a whole download may take.
+    download_timeout: float = 4 * 3600.0
 
     @property
     def thumb_dir(self) -> Path:
@@ -88,6 +94,22 @@ def _parse_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name}: expected a boolean, got {value!r}")
 
 
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def _parse_size(name: str, value: str) -> int:
+    """A byte count, optionally with a K/M/G/T suffix (binary units): ``500M``, ``4G``."""
+    text = value.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    try:
+        number = float(text[:-1] if unit else text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a size such as 500M or 4G, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name}: must be positive, got {value!r}")
+    return int(number * _SIZE_UNITS[unit])
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Turn a textual setting into the type its ``Settings`` field wants."""
     if value is None or not isinstance(value, str):
@@ -102,7 +124,9 @@ def _coerce(name: str, value: Any) -> Any:
         if number < (0 if name == "workers" else 1):
             raise ConfigError(f"{name}: must not be negative, got {value!r}")
         return number
-    if name in ("rescan_interval", "job_expiry"):
+    if name == "download_max_size":
+        return _parse_size(name, value)
+    if name in ("rescan_interval", "job_expiry", "download_timeout"):
         try:
             seconds = float(value)
         except ValueError:

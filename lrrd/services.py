@@ -19,6 +19,8 @@ from lrrd.store.redis import RedisStore
 from lrrd.store.tankoubons import TankoubonStore
 
 if TYPE_CHECKING:
+    from lrrd.download import GuardedHttpClient
+    from lrrd.plugins.runner import PluginRunner
     from lrrd.library.importer import Importer
     from lrrd.library.reader import ArchiveReaders
     from lrrd.store.stamps import StampStore
@@ -61,8 +63,28 @@ class Services:
     def importer(self) -> Importer:
         """The one import path of the watcher, uploads and downloads."""
         from lrrd.library.importer import Importer
+        from lrrd.plugins.runner import auto_plugins_hook
 
-        return Importer(self, concurrency=self.settings.thread_pool_size)
+        return Importer(self, concurrency=self.settings.thread_pool_size,
+                        auto_plugins=auto_plugins_hook(self))
+
+    @cached_property
+    def plugins(self) -> PluginRunner:
+        """The plugins found in ``lrrd_plugins`` and the configured folders, and their runner."""
+        from lrrd.plugins.runner import PluginRunner
+
+        return PluginRunner(self)
+
+    @cached_property
+    def http(self) -> GuardedHttpClient:
+        """The one outbound HTTP client: private addresses refused unless allowed, size and
+        time capped (DESIGN.md decision 8)."""
+        from lrrd.download import GuardedHttpClient, HttpLimits
+
+        limits = HttpLimits(max_size=self.settings.download_max_size,
+                            total_timeout=self.settings.download_timeout)
+        return GuardedHttpClient(self.reactor, allow_private=self.settings.allow_private_downloads,
+                                 limits=limits, run_io=self.pools.run_io)
 
     @cached_property
     def readers(self) -> ArchiveReaders:

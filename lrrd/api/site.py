@@ -85,8 +85,10 @@ def build_api_areas(services: Services) -> list[Any]:
     """Every API area app, wired to the stores and domain services it needs."""
     from lrrd.api.archives import ArchivesApi
     from lrrd.api.categories import CategoriesApi
+    from lrrd.api.download import DownloadApi
     from lrrd.api.minion import MinionApi
     from lrrd.api.misc import MiscApi
+    from lrrd.api.plugins import PluginsApi
     from lrrd.api.shinobu import ShinobuApi
     from lrrd.api.stamps import StampsApi
     from lrrd.api.upload import UploadApi
@@ -112,6 +114,8 @@ def build_api_areas(services: Services) -> list[Any]:
         CategoriesApi(services.categories, services.archives, services.tankoubons,
                       services.locks),
         TankoubonsApi(services, jobs),
+        PluginsApi(services.plugins, jobs),
+        DownloadApi(jobs),
     ]
 
 

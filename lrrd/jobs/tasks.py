@@ -44,4 +44,7 @@ def builtin_registry() -> TaskRegistry:
     from lrrd.library.jobs import register_library_tasks
 
     register_library_tasks(registry)
+    from lrrd.plugins.tasks import register_plugin_tasks
+
+    register_plugin_tasks(registry)
     return registry
