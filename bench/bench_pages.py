@@ -1,5 +1,6 @@
-"""Page serving: requests/s over cached cbz pages, the first page of a never-opened cbz, and
-``/api/info`` latency while a 2,000-page archive's page thumbnails are generated.
+"""Page serving: requests/s over cached cbz pages, the first page of a never-opened cbz, the
+whole-library list, and ``/api/info`` latency while a 2,000-page archive's page thumbnails are
+generated.
 
 Run from the repository root: ``.venv/bin/python bench/bench_pages.py``. It starts a private
 redis-server, imports generated cbz files with lrrd's importer, then runs ``twistd -n lrrd`` as
@@ -178,6 +179,8 @@ def main() -> None:
     parser.add_argument("--fresh", type=int, default=10, help="never-opened archives to time")
     parser.add_argument("--thumb-pages", type=int, default=2000)
     parser.add_argument("--skip-thumbs", action="store_true")
+    parser.add_argument("--list", type=int, default=2000,
+                        help="also time GET /api/archives over this many small archives (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the server into FILE")
     options = parser.parse_args()
@@ -214,7 +217,14 @@ def main() -> None:
             make_cbz(thumbs, [thumb_pages[i % 16] + i.to_bytes(2, "big")
                               for i in range(options.thumb_pages)])
 
-        paths = cached + fresh + [big_fresh] + ([] if options.skip_thumbs else [thumbs])
+        listed = []
+        for n in range(options.list):
+            path = settings.content / "list" / f"small-{n:05d}.cbz"
+            path.parent.mkdir(exist_ok=True)
+            make_cbz(path, [page_blobs[0][:2000]])
+            listed.append(path)
+
+        paths = cached + fresh + [big_fresh] + ([] if options.skip_thumbs else [thumbs]) + listed
         t0 = time.perf_counter()
         ids = import_all(redis.url, settings, paths)
         print(f"imported {len(ids)} archives in {time.perf_counter() - t0:.1f} s")
@@ -260,7 +270,17 @@ def main() -> None:
               f"{statistics.median(firsts):.1f} ms, max {max(firsts):.1f} ms "
               f"({len(firsts)} archives); 2,000-page cbz: {big_ms:.1f} ms")
 
-        # -- 3. /api/info while page thumbnails are generated ---------------------------------
+        # -- 3. the whole list ------------------------------------------------------------------
+        if options.list:
+            timings = []
+            for _ in range(5):
+                status, body, ms = client.request("GET", "/api/archives")
+                assert status == 200
+                timings.append(ms)
+            print(f"GET /api/archives ({len(json.loads(body))} archives): median "
+                  f"{statistics.median(timings):.0f} ms")
+
+        # -- 4. /api/info while page thumbnails are generated ---------------------------------
         if not options.skip_thumbs:
             arcid = id_of[thumbs]
             status, body, _ = client.request("POST", f"/api/archives/{arcid}/files/thumbnails")

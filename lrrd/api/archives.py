@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from lrrd.api.area import area_app, field
-from lrrd.api.errors import ApiError, api_response, write_json
+from lrrd.api.errors import JSON_TYPE, ApiError, api_response, write_json
 from lrrd.api.root import ACCESS_ATTR, AUTHENTICATED_ATTR
 from lrrd.api.streaming import send_file
 from lrrd.images import ImageError, cover_path, page_thumb_path, resize_page
@@ -31,7 +31,9 @@ from lrrd.library.reader import (
     BadPageName,
     PageData,
     PageNotFound,
+    Stamp,
     etag_matches,
+    file_stamp,
 )
 from lrrd.pools import Pools
 from lrrd.store.archives import (
@@ -170,13 +172,13 @@ def _delete_files(path: str, thumbdir: str, arcid: str) -> bool:
 
 
 class _ServedPage(NamedTuple):
-    """A page as last served: bytes (resized or not), headers' values, and when it was read."""
+    """A page as last served: bytes (resized or not), headers' values, and the file version."""
 
     etag: str
     data: bytes
     content_type: bytes
     path: str
-    checked: float
+    stamp: Stamp
 
 
 class _PageMemory:
@@ -242,8 +244,11 @@ class ArchivesApi:
         thumbnails: Callable[[str, int], Awaitable[Any]] | None = None,
         clock: Any = None,
         page_memory: int = 128 * 1024 * 1024,
+        search: Any = None,
     ) -> None:
         self._archives = archives
+        #: The search area's service: once its index is loaded, the listings come from it.
+        self._search = search
         self._config = config
         self._locks = locks
         self._pools = pools
@@ -255,6 +260,8 @@ class ArchivesApi:
         self._thumbnails = thumbnails
         self._clock = clock
         self._memory = _PageMemory(page_memory)
+        #: arcid -> (path, file stamp, monotonic time of that stat): see _still_valid.
+        self._checked: dict[str, tuple[str, Stamp, float]] = {}
         self._paths: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._settings: tuple[tuple[bool, int, int], float] | None = None
 
@@ -308,7 +315,7 @@ class ArchivesApi:
         if not await self._archives.exists(arcid):
             raise ApiError(400, NO_SUCH_ID, operation=operation, envelope="api_response")
 
-    def _locked(self, operation: str, arcid: str) -> Any:
+    def _locked(self, arcid: str) -> Any:
         """The original's per-archive write lock; busy means 423 at once, never a wait."""
         return self._locks.held(f"archive-write:{arcid}")
 
@@ -325,6 +332,10 @@ class ArchivesApi:
     @app.route("/archives", methods=["GET"], endpoint="getAllArchives")
     async def get_all_archives(self, request: IRequest) -> bytes:
         """Every archive whose file exists; files are stat'ed in the io pool in batches."""
+        body = await self._search.all_archives_body() if self._search is not None else None
+        if body is not None:
+            request.setHeader(b"content-type", JSON_TYPE)
+            return body
         ids = await self._archives.ids()
         hashes = await self._archives.get_many(ids)
         rows = [(arcid, fields) for arcid, fields in zip(ids, hashes) if fields]
@@ -337,6 +348,10 @@ class ArchivesApi:
 
     @app.route("/archives/untagged", methods=["GET"], endpoint="getUntaggedArchives")
     async def get_untagged(self, request: IRequest) -> bytes:
+        body = await self._search.untagged_body() if self._search is not None else None
+        if body is not None:
+            request.setHeader(b"content-type", JSON_TYPE)
+            return body
         return write_json(request, await self._archives.untagged_ids())
 
     # -- metadata --------------------------------------------------------------------------------
@@ -369,7 +384,7 @@ class ArchivesApi:
                            operation=operation, envelope="api_response")
         await self._require(arcid, operation)
         try:
-            async with self._locked(operation, arcid):
+            async with self._locked(arcid):
                 if title is not None:
                     await self._archives.set_title(arcid, title)
                 if tags is not None:
@@ -389,7 +404,7 @@ class ArchivesApi:
         """Deletes the DB entry, the file and the thumbnails (LRR-NOTES §9.11)."""
         operation = "delete_archive"
         try:
-            async with self._locked(operation, arcid):
+            async with self._locked(arcid):
                 fields = await self._archives.get_fields(arcid, "file")
                 path = as_text(fields.get("file"))
                 existed = await self._archives.delete(arcid)
@@ -400,6 +415,7 @@ class ArchivesApi:
         self._readers_invalidate(arcid)
         self._paths.pop(arcid, None)
         self._memory.forget(arcid)
+        self._checked.pop(arcid, None)
         deleted = False
         if existed:
             try:
@@ -476,10 +492,26 @@ class ArchivesApi:
             resize, threshold, quality = settings[0]
             variant = f"resize:{threshold}:{quality}" if resize else ""
             remembered = self._memory.get((arcid, name, variant))
-            if remembered is not None and remembered.path == path \
-                    and now - remembered.checked < self.page_ttl:
+            if remembered is not None and self._still_valid(arcid, remembered, now):
                 return self._page_response(request, remembered.etag, remembered, if_none_match)
         return Deferred.fromCoroutine(self._read_page(request, arcid, name, if_none_match))
+
+    def _still_valid(self, arcid: str, page: _ServedPage, now: float) -> bool:
+        """Whether the archive file was stat'ed within ``page_ttl`` and is the page's version.
+
+        One stat per archive and interval keeps every remembered page of it valid, so a reader
+        turning pages costs one io-pool trip a second, not one per page.
+        """
+        checked = self._checked.get(arcid)
+        return (checked is not None and now - checked[2] < self.page_ttl
+                and checked[0] == page.path and checked[1] == page.stamp)
+
+    def _remember_check(self, arcid: str, path: str, stamp: Stamp) -> tuple[str, Stamp, float]:
+        checked = (path, stamp, self._monotonic())
+        if len(self._checked) > 4096 and arcid not in self._checked:
+            self._checked.clear()  # rare, and only costs one stat per archive afterwards
+        self._checked[arcid] = checked
+        return checked
 
     def _remembered_path(self, arcid: str, now: float) -> str | None:
         cached = self._paths.get(arcid)
@@ -497,9 +529,17 @@ class ArchivesApi:
         variant = f"resize:{threshold}:{quality}" if resize else ""
         key = (arcid, name, variant)
         remembered = self._memory.get(key)
-        if remembered is not None and remembered.path == path \
-                and self._monotonic() - remembered.checked < self.page_ttl:
-            return self._page_response(request, remembered.etag, remembered, if_none_match)
+        if remembered is not None and remembered.path == path:
+            checked = self._checked.get(arcid)
+            if not self._still_valid(arcid, remembered, self._monotonic()):
+                try:
+                    stamp = await self._pools.run_io(file_stamp, path)
+                except ArchiveMissing:
+                    checked = None
+                else:
+                    checked = self._remember_check(arcid, path, stamp)
+            if checked is not None and checked[0] == path and checked[1] == remembered.stamp:
+                return self._page_response(request, remembered.etag, remembered, if_none_match)
         try:
             try:
                 page: PageData = await self._pools.run_io(
@@ -542,8 +582,9 @@ class ArchivesApi:
                 log.warn("serving page {name!r} of {arcid} unresized: {error}", name=name,
                          arcid=arcid, error=exc)
         served = _ServedPage(page.etag, data, content_type.encode("ascii") + b';name="page"',
-                             path, self._monotonic())
+                             path, page.stamp)
         self._memory.put(key, served, len(data))
+        self._remember_check(arcid, path, page.stamp)
         return self._page_response(request, served.etag, served, if_none_match)
 
     @staticmethod
@@ -571,7 +612,7 @@ class ArchivesApi:
         if flag(settings["localprogress"]) and not flag(settings["authprogress"]):
             raise ApiError(400, "Server-side Progress Tracking is disabled on this instance.",
                            operation=operation, envelope="api_response")
-        force = bool(field(request, "force"))
+        force = (field(request, "force") or "0") != "0"  # Perl truth: "" and "0" are false
         pagecount = as_int((await self._archives.get_fields(arcid, "pagecount")).get("pagecount"))
         number = int(page)
         if not force:
@@ -583,7 +624,7 @@ class ArchivesApi:
                                envelope="api_response")
         now = self._now()
         try:
-            async with self._locked(operation, arcid):
+            async with self._locked(arcid):
                 await self._archives.update_progress(arcid, number, now)
         except LockBusy:
             raise self._lock_error(operation, arcid) from None
@@ -594,7 +635,7 @@ class ArchivesApi:
 
     async def _set_isnew(self, arcid: str, operation: str, value: bool) -> None:
         try:
-            async with self._locked(operation, arcid):
+            async with self._locked(arcid):
                 await self._archives.set_isnew(arcid, value)
         except LockBusy:
             raise self._lock_error(operation, arcid) from None
@@ -636,7 +677,7 @@ class ArchivesApi:
     async def _toc(self, arcid: str, operation: str, page: int, title: str | None) -> None:
         await self._require(arcid, operation)
         try:
-            async with self._locked(operation, arcid):
+            async with self._locked(arcid):
                 await self._archives.set_toc_entry(arcid, page, title)
         except LockBusy:
             raise self._lock_error(operation, arcid) from None

@@ -57,10 +57,12 @@ def file_stamp(path: str) -> Stamp:
 
 @dataclass(frozen=True)
 class PageData:
-    """One page as read: its bytes (None when the client's ETag still matched) and its ETag."""
+    """One page as read: its bytes (None when the client's ETag still matched), its ETag, and
+    the stamp of the file it came from."""
 
     etag: str
     data: bytes | None
+    stamp: Stamp
 
 
 @dataclass
@@ -143,7 +145,7 @@ class ArchiveReaders:
         if (if_none_match is not None and entry.page_set is not None and name in entry.page_set
                 and etag_matches(if_none_match, etag)):
             # Only for a name known to be a page: anything else must still answer "not found".
-            return PageData(etag, None)
+            return PageData(etag, None, stamp)
         reader = self._checkout(entry)
         try:
             data = reader.read(name)
@@ -162,7 +164,7 @@ class ArchiveReaders:
             except ArchiveError:
                 pass
         self._checkin(entry, reader)
-        return PageData(etag, data)
+        return PageData(etag, data, stamp)
 
     def invalidate(self, arcid: str) -> None:
         """Close the readers of one archive (it was deleted or changed id)."""
