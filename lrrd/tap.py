@@ -141,6 +141,13 @@ def _sleep(reactor: Any, seconds: float) -> Deferred[None]:
     return deferLater(reactor, seconds, lambda: None)
 
 
+def _queue_startup_rebuild(_: object, services: Services) -> Deferred[int]:
+    from lrrd.jobs.queue import JobQueue
+    from lrrd.library.database import queue_rebuild
+
+    return Deferred.fromCoroutine(queue_rebuild(JobQueue.from_services(services)))
+
+
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     """The whole lrrd process as a service tree."""
     if reactor is None:
@@ -171,6 +178,9 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     store = StoreService(redis, settings, reactor, embedded)
     store.setServiceParent(top)
     services = Services(settings, redis, reactor)
+    # The original queues a search database rebuild at every start (LRR-NOTES §0 step 6).
+    store.when_ready().addCallback(_queue_startup_rebuild, services).addErrback(
+        lambda f: log.failure("Could not queue the startup rebuild", f))
 
     if settings.serves_http:
         from lrrd.api.site import build_site

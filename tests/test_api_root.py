@@ -92,12 +92,11 @@ class AuthTests(ApiTestCase):
         return d(run())
 
     def test_bearer_key(self) -> Deferred[None]:
-        """Bearer base64(apikey) passes (then the unbuilt operation answers 501 with its id)."""
+        """Bearer base64(apikey) passes: the protected operation answers (a backup here)."""
         async def run() -> None:
             response = await self.get(PROTECTED, auth=True)
-            self.assertEqual(response.status, 501)
-            self.assertEqual(response.json, {"operation": "getBackupJson",
-                                             "error": "not implemented yet", "success": 0})
+            self.assertEqual(response.status, 200)
+            self.assertEqual(sorted(response.json), ["archives", "categories"])
         return d(run())
 
     def test_query_key(self) -> Deferred[None]:

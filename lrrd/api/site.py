@@ -85,6 +85,7 @@ def build_api_areas(services: Services) -> list[Any]:
     """Every API area app, wired to the stores and domain services it needs."""
     from lrrd.api.archives import ArchivesApi
     from lrrd.api.categories import CategoriesApi
+    from lrrd.api.database import DatabaseApi
     from lrrd.api.download import DownloadApi
     from lrrd.api.minion import MinionApi
     from lrrd.api.misc import MiscApi
@@ -114,6 +115,7 @@ def build_api_areas(services: Services) -> list[Any]:
         CategoriesApi(services.categories, services.archives, services.tankoubons,
                       services.locks),
         TankoubonsApi(services, jobs),
+        DatabaseApi(services, jobs),
         PluginsApi(services.plugins, jobs),
         DownloadApi(jobs),
     ]

@@ -44,6 +44,9 @@ def builtin_registry() -> TaskRegistry:
     from lrrd.library.jobs import register_library_tasks
 
     register_library_tasks(registry)
+    from lrrd.library.database import register_database_tasks
+
+    register_database_tasks(registry)
     from lrrd.plugins.tasks import register_plugin_tasks
 
     register_plugin_tasks(registry)
