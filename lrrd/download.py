@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
+    CookieAgent,
     HTTPConnectionPool,
     PartialDownloadError,
     RedirectAgent,
@@ -175,9 +176,9 @@ def refusal_reason(address: str | _IPAddress) -> str | None:
             return reason
     if isinstance(ip, ipaddress.IPv6Address):
         for inner in _embedded_ipv4(ip):
-            reason = refusal_reason(inner)
-            if reason is not None:
-                return f"{reason} (embedded IPv4 {inner})"
+            why = refusal_reason(inner)
+            if why is not None:
+                return f"{why} (embedded IPv4 {inner})"
     if not ip.is_global:
         return "not a public address"
     return None
@@ -211,7 +212,8 @@ class _GuardedEndpoint:
     def __init__(self, factory: GuardedEndpointFactory, scheme: bytes, host: bytes, port: int) -> None:
         self._factory = factory
         self._scheme = scheme
-        self._host = host.decode("idna") if isinstance(host, bytes) else str(host)
+        # Hosts arrive as the ASCII form (IDN names already punycoded, IPv6 without brackets).
+        self._host = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
         self._port = port
 
     def connect(self, protocol_factory: Any) -> Deferred[Any]:
@@ -246,7 +248,7 @@ class _GuardedEndpoint:
         endpoint: Any = endpoint_type(factory.reactor, address, self._port,
                                       timeout=factory.limits.connect_timeout)
         if self._scheme == b"https":
-            creator = factory.tls_policy.creatorForNetloc(host.encode("idna"), self._port)
+            creator = factory.tls_policy.creatorForNetloc(host.encode("ascii"), self._port)
             endpoint = wrapClientTLS(creator, endpoint)
         try:
             return await endpoint.connect(protocol_factory)
@@ -281,7 +283,7 @@ class GuardedEndpointFactory:
     def endpointForURI(self, uri: Any) -> IStreamClientEndpoint:  # noqa: N802 (Twisted's name)
         if uri.scheme not in (b"http", b"https"):
             raise DownloadError(f"Unsupported URL scheme: {uri.scheme.decode('ascii', 'replace')}")
-        return _GuardedEndpoint(self, uri.scheme, uri.host, uri.port)
+        return _GuardedEndpoint(self, uri.scheme, uri.host, uri.port)  # type: ignore[return-value]
 
 
 # ---- streaming a body ---------------------------------------------------------------------------
@@ -359,7 +361,7 @@ class _BodyReceiver(Protocol):
         self._writing = None
         self.abort(DownloadError(f"Cannot write the download: {failure.getErrorMessage()}"))
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:  # noqa: N802
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         if self._ended is None:
@@ -460,7 +462,7 @@ class GuardedHttpClient:
         for domain, cookies in self.session.cookies.items():
             for name, value in cookies.items():
                 jar.set_cookie(_cookie(domain, name, value))
-        return HTTPClient(redirecting, cookiejar=jar), pool
+        return HTTPClient(redirecting, cookiejar=jar), pool  # type: ignore[arg-type]
 
     def _headers(self, extra: Mapping[str, str] | None) -> dict[str, list[str]]:
         headers = {"User-Agent": [self.session.user_agent or DEFAULT_USER_AGENT]}
@@ -476,16 +478,29 @@ class GuardedHttpClient:
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise DownloadError(f"Not a proper URL: {url}")
         client, pool = self._treq()
-        pending = client.request(method, url, headers=self._headers(headers),
-                                 allow_redirects=False, unbuffered=True, **kwargs)
-        timer = self.reactor.callLater(self.limits.idle_timeout, pending.cancel)
+        if ":" in parts.hostname:
+            # hyperlink (under treq) cannot put an IPv6 literal back into a URL; the agent
+            # underneath can, and the guard is the same.
+            agent = CookieAgent(client._agent, client._cookiejar)  # noqa: SLF001
+            pending = agent.request(method.encode("ascii"), url.encode("ascii"),
+                                    Headers(self._headers(headers)))
+        else:
+            pending = client.request(method, url, headers=self._headers(headers),  # type: ignore[arg-type]
+                                     allow_redirects=False, unbuffered=True, **kwargs)
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            pending.cancel()
+
+        timer = self.reactor.callLater(self.limits.idle_timeout, expire)
         try:
             response = await pending
-        except CancelledError:
-            raise DownloadTimeout(f"{parts.hostname} did not answer in time.") from None
         except DownloadError:
             raise
         except Exception as exc:
+            if expired or isinstance(exc, CancelledError):
+                raise DownloadTimeout(f"{parts.hostname} did not answer in time.") from None
             error = _first_error(Failure(exc))
             if isinstance(error, DownloadError):
                 raise error from None
@@ -499,12 +514,12 @@ class GuardedHttpClient:
                     sink: Callable[[bytes], Deferred[Any]]) -> int:
         length = response.length
         if isinstance(length, int) and length > limit:
-            response.deliverBody(_Discard())
+            response.deliverBody(_Discard())  # type: ignore[call-arg]
             raise DownloadTooLarge(
                 f"The download announces {length} bytes, over the limit of {limit} bytes.")
         done: Deferred[int] = Deferred()
         receiver = _BodyReceiver(self, limit, sink, done)
-        response.deliverBody(receiver)
+        response.deliverBody(receiver)  # type: ignore[call-arg]
         deadline = self.reactor.callLater(
             self.limits.total_timeout,
             lambda: receiver.abort(DownloadTimeout("The download took too long.")))
@@ -540,7 +555,7 @@ class GuardedHttpClient:
         response, pool = await self._open("GET", url, headers)
         try:
             if response.code >= 400:
-                response.deliverBody(_Discard())
+                response.deliverBody(_Discard())  # type: ignore[call-arg]
                 raise DownloadError(f"The server answered {response.code} "
                                     f"{response.phrase.decode('latin-1', 'replace')}.")
             await self._run_io(folder.mkdir, parents=True, exist_ok=True)
@@ -568,7 +583,7 @@ class _Discard(Protocol):
         if self.transport is not None:
             self.transport.stopProducing()
 
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
         pass
 
 
@@ -630,7 +645,9 @@ def filename_from_response(disposition: bytes | None, content_type: str | None, 
         elif extended and extended.group(1):
             name = unquote(extended.group(1), encoding="utf-8", errors="replace")
     if not name:
-        path = urlsplit(url).path.rstrip("/")
+        # The original takes the last segment of the whole URL, so a bare host names the file.
+        parts = urlsplit(url)
+        path = (parts.netloc + parts.path).rstrip("/")
         name = unquote(path.rsplit("/", 1)[-1], encoding="utf-8", errors="replace")
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = _WINDOWS_INVALID.sub("", name)

@@ -30,8 +30,9 @@ def tags_from_koromo(document: Any) -> dict[str, Any]:
             + prefixed("category", values_of(field("Types")))
             + prefixed("source", values_of(field("URL"))))
     result: dict[str, Any] = {"tags": join_tags(tags)}
-    if isinstance(field("Title"), str) and field("Title").strip():
-        result["title"] = field("Title")
+    title = field("Title")
+    if isinstance(title, str) and title.strip():
+        result["title"] = title
     return result
 
 

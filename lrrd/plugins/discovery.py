@@ -1,13 +1,13 @@
 """Finding plugins: ``twisted.plugin.getPlugins`` over ``lrrd_plugins`` and configured extra folders.
 
-An extra folder is scanned as a package of its own (a synthetic module whose ``__path__`` is that
-folder), so a user drops one ``.py`` file there and it is found the same way as the built-ins. A
-module that fails to import is logged and skipped; it never stops the others.
+Extra folders join the ``lrrd_plugins`` package's ``__path__`` (as Twisted adds plugin folders to
+``twisted.plugins``), so a user drops one ``.py`` file there and it is found the same way as the
+built-ins, which come first. A module that fails to import is logged and skipped; it never stops
+the others.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 import types
@@ -20,21 +20,34 @@ from twisted.plugin import getPlugins
 from lrrd.plugins.interfaces import INTERFACE_BY_TYPE, ILrrdPlugin
 from lrrd.plugins.model import PluginInfo
 
-__all__ = ["PluginRegistry", "extra_package"]
+__all__ = ["PluginRegistry", "add_plugin_folders"]
 
 log = Logger()
 
 
-def extra_package(folder: Path) -> types.ModuleType:
-    """A package module for ``folder`` so ``getPlugins`` can scan (and import from) it."""
-    resolved = Path(folder).expanduser().resolve()
-    name = "lrrd_extra_plugins_" + hashlib.sha1(str(resolved).encode("utf-8")).hexdigest()[:12]
-    module = sys.modules.get(name)
-    if module is None:
-        module = types.ModuleType(name, f"lrrd plugins from {resolved}")
-        module.__path__ = [str(resolved)]  # type: ignore[attr-defined]
-        sys.modules[name] = module
-    return module
+def add_plugin_folders(package: types.ModuleType, folders: Iterable[Path]) -> list[str]:
+    """Put ``folders`` on the plugin package's ``__path__`` (Twisted's own way of adding plugin
+    folders to ``twisted.plugins``), so ``getPlugins`` scans them with the built-ins.
+
+    Returns the folders that exist and are now scanned.
+    """
+    paths: list[str] = package.__path__  # type: ignore[assignment]
+    added = []
+    for folder in folders:
+        resolved = Path(folder).expanduser().resolve()
+        if not resolved.is_dir():
+            log.warn("Plugin folder {folder} does not exist; skipped", folder=str(folder))
+            continue
+        if str(resolved) not in paths:
+            paths.append(str(resolved))
+        added.append(str(resolved))
+    return added
+
+
+def _folder_of(plugin: Any) -> str:
+    module = sys.modules.get(type(plugin).__module__)
+    path = getattr(module, "__file__", None)
+    return str(Path(path).resolve().parent) if path else ""
 
 
 class PluginRegistry:
@@ -55,17 +68,15 @@ class PluginRegistry:
             import lrrd_plugins
 
             packages: list[Any] = [lrrd_plugins]
-            for folder in self._extra_dirs:
-                if folder.is_dir():
-                    packages.append(extra_package(folder))
-                else:
-                    log.warn("Plugin folder {folder} does not exist; skipped", folder=str(folder))
+            add_plugin_folders(lrrd_plugins, self._extra_dirs)
         else:
             packages = self._packages
         found: list[Any] = []
         for package in packages:
+            builtin_dir = str(Path(package.__file__).resolve().parent)
             batch = [plugin for plugin in getPlugins(ILrrdPlugin, package) if self._valid(plugin)]
-            batch.sort(key=lambda p: (type(p).__module__, p.info.namespace))
+            batch.sort(key=lambda p: (_folder_of(p) != builtin_dir, type(p).__module__,
+                                      p.info.namespace))
             found.extend(batch)
         plugins = []
         for plugin in found:
