@@ -9,8 +9,15 @@ import struct
 import zlib
 from urllib.parse import quote, unquote
 
+from pathlib import Path
+
 from PIL import Image
 from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from lrrd.api.streaming import RangeNotSatisfiable, parse_range
+from lrrd.library.formats import PageNotFound
+from lrrd.library.reader import ArchiveMissing, ArchiveReaders, BadPageName
 
 from lrrd.library.pages import sort_pages
 from tests.fixtures.archives import (
@@ -282,3 +289,88 @@ class PagesTests(LibraryApiTestCase):
                 self.assertEqual((await self.get(url)).status, 200)
             self.assertLessEqual(readers.opened - before, 1)
         return d(run())
+
+
+class ConcurrentReadTests(LibraryApiTestCase):
+    timeout = 60
+
+    def test_burst_on_a_cold_solid_archive(self) -> Deferred[None]:
+        """Twenty simultaneous first requests on a never-opened 7z all get their page; the
+        archive is extracted once and at most ``per_archive`` readers are opened."""
+        async def run() -> None:
+            from twisted.internet.defer import gatherResults
+
+            pages = numbered_pages(20)
+            arcid = await self.add(self.make("burst.cb7", make_7z, pages))
+            readers = self.services().readers
+            before = readers.opened
+            responses = await gatherResults([
+                Deferred.fromCoroutine(self.get(f"/api/archives/{arcid}/page?path={name}"))
+                for name, _ in pages])
+            self.assertEqual([r.body for r in responses], [data for _, data in pages])
+            self.assertLessEqual(readers.opened - before, 4)
+            extracted = self.services().settings.temp_dir / "extracted"
+            self.assertEqual(len([p for p in extracted.iterdir() if not p.name.startswith(".")]), 1)
+        return d(run())
+
+
+class ReaderCacheTests(SynchronousTestCase):
+    """ArchiveReaders on its own (blocking calls, as the io pool makes them)."""
+
+    def test_reopens_when_the_file_changes_and_evicts_lru(self) -> None:
+        """A rewritten file gets a fresh reader; over ``max_archives`` the oldest is closed."""
+        root = Path(self.mktemp())
+        root.mkdir()
+        readers = ArchiveReaders(None, max_archives=2)
+        first = make_cbz(root / "a.cbz", numbered_pages(2))
+        self.assertEqual(readers.read("a", str(first), "001.png").data, numbered_pages(2)[0][1])
+        readers.read("a", str(first), "002.png")
+        self.assertEqual(readers.opened, 1)
+        make_cbz(first, [("001.png", png_bytes(3, 3))])
+        os.utime(first, ns=(5, 5))
+        self.assertEqual(readers.read("a", str(first), "001.png").data, png_bytes(3, 3))
+        self.assertEqual(readers.opened, 2)
+        with self.assertRaises(PageNotFound):
+            readers.read("a", str(first), "002.png")
+        for name in ("b", "c"):
+            path = make_cbz(root / f"{name}.cbz", numbered_pages(1))
+            readers.read(name, str(path), "001.png")
+        self.assertEqual(len(readers), 2)
+        readers.read("a", str(first), "001.png")
+        self.assertEqual(readers.opened, 5)
+        with self.assertRaises(BadPageName):
+            readers.read("a", str(first), "a\0b")
+        with self.assertRaises(ArchiveMissing):
+            readers.read("z", str(root / "nope.cbz"), "001.png")
+        readers.clear()
+        self.assertEqual(len(readers), 0)
+
+    def test_etag_short_circuit(self) -> None:
+        """A matching If-None-Match skips the read for a known page, never for an unknown name."""
+        root = Path(self.mktemp())
+        root.mkdir()
+        path = str(make_cbz(root / "a.cbz", numbered_pages(2)))
+        readers = ArchiveReaders(None)
+        etag = readers.read("a", path, "001.png").etag
+        self.assertIsNone(readers.read("a", path, "001.png", if_none_match=etag).data)
+        self.assertIsNone(readers.read("a", path, "001.png", if_none_match="W/" + etag).data)
+        self.assertIsNotNone(readers.read("a", path, "001.png", if_none_match='"x"').data)
+        self.assertNotEqual(readers.read("a", path, "001.png", variant="resize").etag, etag)
+        with self.assertRaises(PageNotFound):
+            readers.read("a", path, "nope.png", if_none_match="*")
+
+
+class RangeTests(SynchronousTestCase):
+    def test_parse_range(self) -> None:
+        """Single ranges are honoured, several or unreadable ones mean the whole file, and a
+        range wholly past the end is unsatisfiable."""
+        self.assertEqual(parse_range("bytes=0-9", 100), (0, 9))
+        self.assertEqual(parse_range("bytes=90-200", 100), (90, 99))
+        self.assertEqual(parse_range("bytes=-10", 100), (90, 99))
+        self.assertEqual(parse_range("bytes=-1000", 100), (0, 99))
+        self.assertEqual(parse_range("bytes=50-", 100), (50, 99))
+        for header in (None, "", "bytes=0-1,5-6", "items=0-1", "bytes=9-2", "bytes=-"):
+            self.assertIsNone(parse_range(header, 100), header)
+        for header in ("bytes=100-", "bytes=150-160", "bytes=-0"):
+            with self.assertRaises(RangeNotSatisfiable):
+                parse_range(header, 100)
