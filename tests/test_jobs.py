@@ -406,11 +406,13 @@ class ConcurrencyTests(JobsTestCase):
             self.assertEqual([c.id for c in claimed], [job])
             self.assertEqual((await queue.info(job) or {})["worker"], ghost)
 
-            worker = await self.start_worker(queue, heartbeat_interval=2, missing_after=10)
-            self.clock.advance(8)  # heartbeats and sweeps, but the ghost is not late yet
+            # Sweeps by hand here; the timer's are tested below and by the kill -9 test.
+            worker = await self.start_worker(queue, heartbeat_interval=3600, missing_after=10)
+            self.clock.advance(10)  # exactly missing_after: not late yet
             self.assertEqual(await worker.sweep(), [])
             self.assertEqual((await queue.info(job) or {})["state"], "active")
-            self.clock.advance(4)  # the heartbeat at +10 s finds the ghost late and sweeps
+            self.clock.advance(0.5)
+            self.assertEqual(await worker.sweep(), [job])
             self.assertEqual(await worker.when("settled", job), 1)
             info = await queue.info(job) or {}
             self.assertEqual((info["state"], info["retries"], info["worker"]),
@@ -419,6 +421,27 @@ class ConcurrencyTests(JobsTestCase):
             self.assertEqual(await store.settle(job, ghost, 0, queue.now(), "finished", '"late"',
                                                 60, queue.now()), 0)
             self.assertEqual((await queue.info(job) or {})["result"], {"args": ["orphan"]})
+        return d(run())
+
+    def test_heartbeat_timer_beats_and_sweeps(self) -> Deferred[None]:
+        """Every heartbeat_interval the worker refreshes its heartbeat and sweeps dead workers."""
+        async def run() -> None:
+            queue = self.make_queue()
+            ghost = await queue.store.register_worker(queue.now(), "ghost", 1)
+            job = await queue.enqueue("noop")
+            await queue.store.claim(ghost, queue.now(), 1, ["noop"], ["default"])
+            worker = await self.start_worker(queue, heartbeat_interval=2, missing_after=10)
+            db = self.redis.db(DB.MINION)
+            for _ in range(5):
+                self.clock.advance(2)
+                await worker.beating
+            self.assertEqual(float(await db.zscore("lrrd:workers", str(worker.worker_id))),
+                             EPOCH + 10)
+            self.assertEqual((await queue.info(job) or {})["state"], "active")  # 10 s: not late
+            self.clock.advance(2)
+            await worker.beating
+            self.assertIsNone(await db.zscore("lrrd:workers", str(ghost)))
+            self.assertEqual(await worker.when("settled", job), 1)
         return d(run())
 
     def test_job_that_keeps_killing_workers_fails(self) -> Deferred[None]:

@@ -126,6 +126,8 @@ class WorkerService(service.Service):
         self._timer: Any = None
         self._retry_timer: Any = None
         self._heartbeat: LoopingCall | None = None
+        #: The heartbeat (and sweep) in progress or last done, for tests to wait on.
+        self.beating: Deferred[None] = succeed(None)
         self._subscriber: WakeupSubscriber | None = None
         self._started: Deferred[None] | None = None
         self._stopping = False
@@ -238,7 +240,8 @@ class WorkerService(service.Service):
     # -- heartbeat and sweep ---------------------------------------------------------------
 
     def _beat(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._beat_quietly())
+        self.beating = Deferred.fromCoroutine(self._beat_quietly())
+        return self.beating
 
     async def _beat_quietly(self) -> None:
         try:
