@@ -18,8 +18,8 @@ from tests.fixtures.redis import RedisServer
 UNAUTHORIZED = {"errors": [{"message": "Unauthorized", "path": "/security/0/api_key"}],
                 "status": 401}
 NOFUN = {"error": "This API is protected and requires login or an API Key."}
-#: A protected operation that later issues implement: its handler is irrelevant to auth tests.
-PROTECTED = "/api/database/backup"
+#: A protected, read-only operation: auth tests only look at whether it answers 401.
+PROTECTED = "/api/shinobu"
 
 
 def d(coro):  # noqa: ANN001, ANN201 - tiny adapter for trial
@@ -92,11 +92,11 @@ class AuthTests(ApiTestCase):
         return d(run())
 
     def test_bearer_key(self) -> Deferred[None]:
-        """Bearer base64(apikey) passes: the protected operation answers (a backup here)."""
+        """Bearer base64(apikey) passes."""
         async def run() -> None:
             response = await self.get(PROTECTED, auth=True)
             self.assertEqual(response.status, 200)
-            self.assertEqual(sorted(response.json), ["archives", "categories"])
+            self.assertEqual(response.json["operation"], "shinobu_status")
         return d(run())
 
     def test_query_key(self) -> Deferred[None]:
@@ -155,6 +155,26 @@ class AuthTests(ApiTestCase):
             self.assertEqual(response.json, NOFUN)
             self.assertEqual((await self.get("/api/info", auth=True)).status, 200)
             self.assertEqual((await self.get("/api/info?key=" + self.api_key)).status, 200)
+        return d(run())
+
+
+class UnimplementedTests(ApiTestCase):
+    """An operation without a handler answers 501 naming itself (after auth), never 404 or 200."""
+
+    def make_site(self):  # noqa: ANN201
+        from lrrd.api.misc import MiscApi
+        from lrrd.api.site import build_site
+
+        return build_site(self.services(), areas=[MiscApi(self.redis)])
+
+    def test_501_names_the_operation(self) -> Deferred[None]:
+        """A routed but unbuilt operation answers 501 with its operationId; auth still comes first."""
+        async def run() -> None:
+            self.assertEqual((await self.get("/api/database/backup")).status, 401)
+            response = await self.get("/api/database/backup", auth=True)
+            self.assertEqual(response.status, 501)
+            self.assertEqual(response.json, {"operation": "getBackupJson",
+                                             "error": "not implemented yet", "success": 0})
         return d(run())
 
 
