@@ -19,6 +19,7 @@ __all__ = [
     "ncmp",
     "NaturalKey",
     "natural_key",
+    "natural_string_key",
     "nsort",
     "sort_by_ncmp",
     "namespace_sort_value",
@@ -240,6 +241,29 @@ def natural_key(text: str, *, utf8_bytes: bool = False) -> NaturalKey:
     except ValueError:  # a run beyond Python's int-from-str digit limit
         raise NotKeyable(text) from None
     return (0 if parts[0] == _TOP else 1), parts, text
+
+
+def _text_run(m: re.Match[str]) -> str:
+    digits = m.group().lstrip("0")
+    if len(digits) >= 0x10FFFF:
+        raise NotKeyable(m.group())
+    return _TOP + chr(1 + len(digits)) + digits
+
+
+def natural_string_key(text: str) -> tuple[str, str]:
+    """:func:`natural_key` for decoded strings as two plain strings, so sorting and bisecting
+    compare in C. Same order as ``ncmp`` (raises :class:`NotKeyable` where natural_key does).
+
+    The encoding is natural_key's list flattened: a flag for the digits-first rule, then the
+    characters, each digit run written as U+10FFFF (above every character, as a run sorts after
+    any character), its length without leading zeros (shorter numbers first) and its digits
+    (same length: lexical is numeric); the text itself breaks ties, as ncmp's last rule does.
+    """
+    prepared = _prepare(text, False)
+    if not prepared.isascii() and (_TOP in prepared or _NONASCII_DIGIT.search(prepared)):
+        raise NotKeyable(text)
+    flag = "0" if _DIGITS.match(prepared) else "1"
+    return flag + _DIGITS.sub(_text_run, prepared), text
 
 
 def nsort(items: Iterable[str], *, utf8_bytes: bool = False) -> list[str]:
