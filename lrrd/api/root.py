@@ -117,15 +117,9 @@ class ApiRoot(resource.Resource):
             request.write(body)
             request.finish()
 
-    async def _serve(self, request: IRequest) -> None:
-        path = decode_segments(request.postpath)
-        if path is None:
-            self._finish(request, write_json(
-                request, {"errors": [{"message": "Path is not valid UTF-8.", "path": "/"}],
-                          "status": 400}, 400))
-            return
-        method = request.method.decode("latin-1").upper()
-
+    async def admit(self, request: IRequest) -> AccessSettings:
+        """The outer gates of every ``/api`` request and of the DataTables ``/search``:
+        readiness, then the access settings (returned) and the CORS headers."""
         if not self._is_ready():
             # Start-up writes (first-start data, --api-key) are not done: answering now could
             # authenticate against a key about to change.
@@ -134,6 +128,17 @@ class ApiRoot(resource.Resource):
         if settings.enablecors:
             for name, value in CORS_HEADERS:
                 request.setHeader(name, value)
+        return settings
+
+    async def _serve(self, request: IRequest) -> None:
+        path = decode_segments(request.postpath)
+        if path is None:
+            self._finish(request, write_json(
+                request, {"errors": [{"message": "Path is not valid UTF-8.", "path": "/"}],
+                          "status": 400}, 400))
+            return
+        method = request.method.decode("latin-1").upper()
+        settings = await self.admit(request)
 
         if method == "OPTIONS":
             self._options(request, path)
