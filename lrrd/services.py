@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from lrrd.plugins.runner import PluginRunner
     from lrrd.library.importer import Importer
     from lrrd.library.reader import ArchiveReaders
+    from lrrd.search.index import SearchIndex
     from lrrd.store.stamps import StampStore
     from lrrd.watcher import Watcher
 
@@ -107,3 +108,11 @@ class Services:
         from lrrd.watcher import Watcher
 
         return Watcher(self)
+
+    @cached_property
+    def search_index(self) -> SearchIndex:
+        """The in-memory search index; a service (tap.py starts it in web roles): it loads at
+        start and follows the change feed. Until loaded, search answers 204."""
+        from lrrd.search.index import SearchIndex
+
+        return SearchIndex(self.redis, self.reactor)

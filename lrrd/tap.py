@@ -187,6 +187,9 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
 
         site = build_site(services, access_log=settings.access_log,
                           is_ready=lambda: store.is_ready)
+        index = services.search_index
+        index.ready = store.when_ready
+        index.setServiceParent(top)
         http = strports.service(settings.listen, site, reactor=reactor)
         http.setName("http")
         http.setServiceParent(top)

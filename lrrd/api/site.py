@@ -90,6 +90,7 @@ def build_api_areas(services: Services) -> list[Any]:
     from lrrd.api.minion import MinionApi
     from lrrd.api.misc import MiscApi
     from lrrd.api.plugins import PluginsApi
+    from lrrd.api.search import SearchApi, search_service
     from lrrd.api.shinobu import ShinobuApi
     from lrrd.api.stamps import StampsApi
     from lrrd.api.upload import UploadApi
@@ -98,6 +99,7 @@ def build_api_areas(services: Services) -> list[Any]:
     from lrrd.library.thumbnails import make_cover
 
     jobs = JobQueue.from_services(services)
+    search = search_service(services)
     return [
         MiscApi(services.redis, temp_dir=services.settings.temp_dir,
                 run_io=services.pools.run_io, jobs=jobs, thumb_dir=services.settings.thumb_dir),
@@ -107,8 +109,9 @@ def build_api_areas(services: Services) -> list[Any]:
             str(services.settings.thumb_dir), categories=services.categories,
             tankoubons=services.tankoubons, jobs=jobs,
             thumbnails=lambda arcid, page: make_cover(services, arcid, page),
-            clock=services.reactor,
+            clock=services.reactor, search=search,
         ),
+        SearchApi(search, services.archives),
         StampsApi(services.stamps, services.locks),
         ShinobuApi(services.watcher),
         UploadApi(services),
@@ -134,6 +137,9 @@ def build_site(
         services.config.access_settings,
         is_ready,
     )
-    site = LrrdSite(SiteRoot(api, extra_children), access_log=access_log)
+    from lrrd.api.search import DataTablesSearch, search_service
+
+    children = {b"search": DataTablesSearch(api, search_service(services)), **(extra_children or {})}
+    site = LrrdSite(SiteRoot(api, children), access_log=access_log)
     site.displayTracebacks = False
     return site
