@@ -314,6 +314,7 @@ class BackupTests(ApiTestCase):
             await rebuild_search_db(services)
             self.assertIsNotNone(await StatsStore(self.redis).last_job_time())
             self.assertFalse(await search.exists("INDEX_stale"))
+            self.assertEqual(await search.keys("lrrd:rebuild:*"), [])
             self.assertFalse(await search.exists("LRR_SEARCHCACHE"))
             self.assertEqual(set(await search.smembers("LRR_TANKGROUPED")),
                              {lib.tank, lib.a, lib.e})
@@ -348,6 +349,7 @@ class BackupTests(ApiTestCase):
             with self.assertRaises(RebuildConflict):
                 await stats.replace_search_db(compute)
             self.assertIsNone(await stats.last_job_time())
+            self.assertEqual(await self.redis.db(DB.SEARCH).keys("lrrd:rebuild:*"), [])
             self.assertTrue(await self.redis.db(DB.SEARCH).exists("INDEX_late:write"))
             await rebuild_search_db(services)
             self.assertTrue(await self.redis.db(DB.SEARCH).sismember("INDEX_late:write",

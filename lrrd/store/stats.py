@@ -11,6 +11,7 @@ indexes then reload everything rather than one id.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Sequence
@@ -31,8 +32,42 @@ RELOAD_ALL = "*"
 WATCHED_KEYS = ("LRR_STATS", "LRR_URLMAP", "LRR_UNTAGGED", "LRR_TITLES", "LRR_NEW",
                 "LRR_TANKGROUPED", "LRR_SEARCHCACHE")
 
-#: Members per command when the rebuilt index is written.
-_CHUNK = 5000
+#: Arguments per bulk script call when the rebuilt index is written.
+_BULK_ARGS = 100_000
+
+# ARGV[1]: a JSON list of [command, key, [arguments...]] with command SADD, ZADD or HSET (the
+# arguments of the last two in pairs). unpack() is bounded by Lua's stack: slices of 1000.
+_BULK = """
+local groups = cjson.decode(ARGV[1])
+for _, group in ipairs(groups) do
+  local command, key, args = group[1], group[2], group[3]
+  if command == 'SADD' or command == 'ZADD' or command == 'HSET' then
+    for i = 1, #args, 1000 do
+      redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
+    end
+  end
+end
+return 1
+"""
+
+#: Where a rebuild stages the new search database before the swap renames it into place.
+STAGING_PREFIX = "lrrd:rebuild:"
+
+# ARGV: this rebuild's staging prefix, LAST_JOB_TIME. Every key that is not staged by this
+# rebuild goes (the original's FLUSHDB, including other rebuilds' leftovers), then the staged
+# keys take their real names.
+_SWAP = """
+local prefix = ARGV[1]
+local n = #prefix
+for _, key in ipairs(redis.call('KEYS', '*')) do
+  if string.sub(key, 1, n) ~= prefix then redis.call('UNLINK', key) end
+end
+for _, key in ipairs(redis.call('KEYS', prefix .. '*')) do
+  redis.call('RENAME', key, string.sub(key, n + 1))
+end
+redis.call('SET', 'LAST_JOB_TIME', ARGV[2])
+return 1
+"""
 
 DUPLICATE_GROUPS_KEY = "LRR_DUPLICATE_GROUPS"
 
@@ -102,32 +137,44 @@ class SearchIndex:
     urlmap: dict[str, str] = field(default_factory=dict)
     last_job_time: int = 0
 
-    def commands(self) -> Iterable[list[Any]]:
-        """The writes that recreate it in an empty database, a few thousand members each."""
-        for tag in sorted(self.index):
-            yield from _chunked(["SADD", "INDEX_" + tag], sorted(self.index[tag]))
-        stat_pairs: list[Any] = []
-        for tag in sorted(self.stats):
-            stat_pairs.extend((self.stats[tag], tag))
-        yield from _chunked(["ZADD", "LRR_STATS"], stat_pairs, step=2)
-        title_pairs: list[Any] = []
-        for member in sorted(self.titles):
-            title_pairs.extend((0, member))
-        yield from _chunked(["ZADD", "LRR_TITLES"], title_pairs, step=2)
-        for key, members in (("LRR_TANKGROUPED", self.tankgrouped), ("LRR_NEW", self.new),
-                             ("LRR_UNTAGGED", self.untagged)):
-            yield from _chunked(["SADD", key], sorted(members))
-        url_pairs: list[Any] = []
-        for url in sorted(self.urlmap):
-            url_pairs.extend((url, self.urlmap[url]))
-        yield from _chunked(["HMSET", "LRR_URLMAP"], url_pairs, step=2)
-        yield ["SET", "LAST_JOB_TIME", str(self.last_job_time)]
+    def payloads(self, prefix: str = "") -> Iterable[bytes]:
+        """The writes that recreate it, every key under ``prefix``, as ``_BULK`` payloads.
+
+        One command per tag would be 170,000 commands at 100,000 archives, and txredisapi
+        spends twenty seconds encoding them; JSON payloads that a script unpacks cost well
+        under one. ``LAST_JOB_TIME`` is left to the swap.
+        """
+        groups: list[tuple[str, str, list[str]]] = [
+            ("SADD", prefix + "INDEX_" + tag, list(members))
+            for tag, members in self.index.items()]
+        groups += [("SADD", prefix + key, list(members)) for key, members in (
+            ("LRR_TANKGROUPED", self.tankgrouped), ("LRR_NEW", self.new),
+            ("LRR_UNTAGGED", self.untagged))]
+        groups.append(("ZADD", prefix + "LRR_STATS",
+                       [value for tag, count in self.stats.items() for value in (str(count), tag)]))
+        groups.append(("ZADD", prefix + "LRR_TITLES",
+                       [value for member in self.titles for value in ("0", member)]))
+        groups.append(("HSET", prefix + "LRR_URLMAP",
+                       [value for pair in self.urlmap.items() for value in pair]))
+        batch: list[list[Any]] = []
+        size = 0
+        for command, key, args in groups:
+            for start in range(0, len(args), _BULK_ARGS):
+                part = args[start:start + _BULK_ARGS]
+                batch.append([command, key, part])
+                size += len(part) + 1
+                if size >= _BULK_ARGS:
+                    yield _bulk_payload(batch)
+                    batch, size = [], 0
+        if batch:
+            yield _bulk_payload(batch)
 
 
-def _chunked(head: list[Any], items: Sequence[Any], step: int = 1) -> Iterable[list[Any]]:
-    size = _CHUNK * step
-    for start in range(0, len(items), size):
-        yield head + [_wire(item) for item in items[start:start + size]]
+def _bulk_payload(batch: list[list[Any]]) -> bytes:
+    """JSON for ``_BULK``. Text from undecodable filenames carries surrogates; they go out as
+    the raw bytes they stand for (Lua's cjson passes bytes through), as Redis stored them."""
+    return json.dumps(batch, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "surrogateescape")
 
 
 def _wire(value: Any) -> Any:
@@ -177,9 +224,12 @@ class StatsStore:
                                 watch: bool = True) -> SearchIndex:
         """Compute a new search database and swap it in whole.
 
-        With ``watch``, the index keys are watched before ``compute`` reads anything, and
-        ``RebuildConflict`` is raised (nothing written) if another writer touched them before
-        the swap; without it the swap always happens (a last resort under constant writes).
+        The new keys are written under a staging prefix first (a dozen script calls, each a
+        fraction of a second, with other clients served in between); then one ``MULTI`` runs
+        ``_SWAP``, so Redis is blocked only while keys are renamed, not while 100,000 archives'
+        indexes are built. With ``watch``, the index keys are watched before ``compute`` reads
+        anything, and ``RebuildConflict`` is raised (the live database untouched) if another
+        writer touched them before the swap; without it the swap always happens.
         """
         handler = self._redis.connection_handler(DB.SEARCH)
         if not self._search.connected:
@@ -189,17 +239,20 @@ class StatsStore:
         except txredisapi.ConnectionError as exc:
             raise StoreUnavailable(str(exc)) from None
         in_multi = not watch
+        prefix = f"{STAGING_PREFIX}{os.urandom(8).hex()}:"
+        swapped = False
         try:
             index = await compute()
+            for payload in index.payloads(prefix):
+                await self._search.eval(_BULK, [], [payload])
             if not in_multi:
                 await conn.multi()
                 in_multi = True
-            queued = [conn.execute_command("FLUSHDB")]
-            queued.extend(conn.execute_command(*command) for command in index.commands())
-            for reply in queued:
-                # Each answers "QUEUED"; a lost connection is reported by the commit below.
-                reply.addErrback(lambda _: None)
+            queued = conn.execute_command("EVAL", _SWAP, 0, prefix, str(index.last_job_time))
+            # It answers "QUEUED"; a lost connection is reported by the commit below.
+            queued.addErrback(lambda _: None)
             await conn.commit()
+            swapped = True
         except txredisapi.WatchError:
             raise RebuildConflict() from None
         except txredisapi.ConnectionError as exc:
@@ -207,7 +260,7 @@ class StatsStore:
         except txredisapi.ResponseError as exc:
             raise StoreError(str(exc)) from None
         except BaseException:
-            # Give the connection back clean: drop the queued writes and the watch.
+            # Give the connection back clean: drop the queued swap and the watch.
             try:
                 if in_multi:
                     await conn.discard()
@@ -216,7 +269,24 @@ class StatsStore:
             except Exception:  # noqa: BLE001 - the original failure is the one to report
                 log.failure("while abandoning a search database rebuild")
             raise
+        finally:
+            if not swapped:
+                await self._drop_staged(prefix)
         return index
+
+    async def _drop_staged(self, prefix: str) -> None:
+        """Delete what an abandoned rebuild staged (best effort: the next swap removes it)."""
+        try:
+            cursor = "0"
+            while True:
+                cursor, keys = await self._search.scan(cursor, prefix + "*", 5000)
+                if keys:
+                    await self._search.delete(list(keys))
+                if str(cursor) == "0":
+                    break
+        except (StoreUnavailable, StoreError):
+            log.warn("Could not delete the staged keys of an abandoned rebuild ({prefix})",
+                     prefix=prefix)
 
     # -- database-wide writes --------------------------------------------------------------------
     async def publish_reload(self) -> None:
