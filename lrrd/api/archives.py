@@ -476,13 +476,20 @@ class ArchivesApi:
 
     @app.route("/archives/<string:arcid>/page", methods=["GET"], endpoint="getPage")
     def get_page(self, request: IRequest, arcid: str) -> Any:
-        """One page, read from the archive member of that name (never a filesystem path).
+        """One page, read from the archive member of that name (never a filesystem path)."""
+        return self.serve_page(request, arcid, field(request, "path") or "")
+
+    def serve_page(self, request: IRequest, arcid: str, name: str, label: bytes = b"page") -> Any:
+        """Answer ``request`` with page ``name`` of ``arcid``: bytes, or a Deferred of them.
+
+        ``/page`` and OPDS-PSE both serve through here, so resizing, ETags and the page memory
+        apply alike; ``label`` is the name the headers give the file (the original's is the
+        last segment of the route: ``page`` or ``pse``).
 
         The hot path (a page served moments ago, path and settings remembered) answers
         synchronously: no Redis, no thread hop, no coroutine. Everything else goes through
         :meth:`_read_page`.
         """
-        name = field(request, "path") or ""
         raw_inm = request.getHeader(b"if-none-match")
         if_none_match = raw_inm.decode("latin-1") if isinstance(raw_inm, bytes) else raw_inm
         now = self._monotonic()
@@ -493,8 +500,9 @@ class ArchivesApi:
             variant = f"resize:{threshold}:{quality}" if resize else ""
             remembered = self._memory.get((arcid, name, variant))
             if remembered is not None and self._still_valid(arcid, remembered, now):
-                return self._page_response(request, remembered.etag, remembered, if_none_match)
-        return Deferred.fromCoroutine(self._read_page(request, arcid, name, if_none_match))
+                return self._page_response(request, remembered.etag, remembered, if_none_match,
+                                           label)
+        return Deferred.fromCoroutine(self._read_page(request, arcid, name, if_none_match, label))
 
     def _still_valid(self, arcid: str, page: _ServedPage, now: float) -> bool:
         """Whether the archive file was stat'ed within ``page_ttl`` and is the page's version.
@@ -520,7 +528,7 @@ class ArchivesApi:
         return None
 
     async def _read_page(self, request: IRequest, arcid: str, name: str,
-                         if_none_match: str | None) -> bytes:
+                         if_none_match: str | None, label: bytes = b"page") -> bytes:
         operation = "serve_page"
         path, settings = await _both(self._page_file(arcid), self._page_settings())
         if not path:
@@ -539,7 +547,8 @@ class ArchivesApi:
                 else:
                     checked = self._remember_check(arcid, path, stamp)
             if checked is not None and checked[0] == path and checked[1] == remembered.stamp:
-                return self._page_response(request, remembered.etag, remembered, if_none_match)
+                return self._page_response(request, remembered.etag, remembered, if_none_match,
+                                           label)
         try:
             try:
                 page: PageData = await self._pools.run_io(
@@ -571,7 +580,7 @@ class ArchivesApi:
                      error=exc)
             raise ApiError(400, str(exc), operation=operation, envelope="api_response") from None
         if page.data is None:
-            return self._page_response(request, page.etag, None, b"")
+            return self._page_response(request, page.etag, None, b"", label)
         data = page.data
         content_type = mime_for(name)
         if resize and len(data) > threshold * 1024:
@@ -581,22 +590,21 @@ class ArchivesApi:
             except ImageError as exc:
                 log.warn("serving page {name!r} of {arcid} unresized: {error}", name=name,
                          arcid=arcid, error=exc)
-        served = _ServedPage(page.etag, data, content_type.encode("ascii") + b';name="page"',
-                             path, page.stamp)
+        served = _ServedPage(page.etag, data, content_type.encode("ascii"), path, page.stamp)
         self._memory.put(key, served, len(data))
         self._remember_check(arcid, path, page.stamp)
-        return self._page_response(request, served.etag, served, if_none_match)
+        return self._page_response(request, served.etag, served, if_none_match, label)
 
     @staticmethod
     def _page_response(request: IRequest, etag: str, served: _ServedPage | None,
-                       if_none_match: str | bytes | None) -> bytes:
+                       if_none_match: str | bytes | None, label: bytes = b"page") -> bytes:
         request.setHeader(b"etag", etag.encode("ascii"))
         request.setHeader(b"cache-control", PAGE_CACHE_CONTROL)
         if served is None or (isinstance(if_none_match, str) and etag_matches(if_none_match, etag)):
             request.setResponseCode(304)
             return b""
-        request.setHeader(b"content-type", served.content_type)
-        request.setHeader(b"content-disposition", b'inline;filename="page"')
+        request.setHeader(b"content-type", served.content_type + b';name="' + label + b'"')
+        request.setHeader(b"content-disposition", b'inline;filename="' + label + b'"')
         return served.data
 
     # -- reading state ---------------------------------------------------------------------------
