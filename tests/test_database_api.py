@@ -268,6 +268,47 @@ class DatabaseApiTests(ApiTestCase):
             self.assertTrue(all(cat in after["categories"] for cat in before["categories"]))
         return d(run())
 
+    def test_search_after_drop_and_restore(self) -> None:
+        """Backup, drop, re-import, restore: /api/search answers as it did before (the
+        archives are new again: a backup does not carry isnew)."""
+        async def run() -> None:
+            services = self.services()
+            lib = self.lib
+            index = services.search_index
+            index.startService()
+            self.addCleanup(index.stopService)
+            await index.when_loaded()
+            queries = [{}, {"filter": "artist:aoi"}, {"filter": "tank:own"},
+                       {"filter": "Alpha"}, {"groupby_tanks": "false", "sortby": "title"},
+                       {"category": lib.static}, {"untaggedonly": "true"},
+                       {"sortby": "artist", "order": "desc", "groupby_tanks": "false"}]
+
+            async def answers() -> list[Any]:
+                await index.sync()
+                out = []
+                for params in queries:
+                    response = await self.get("/api/search", params=params)
+                    self.assertEqual(response.status, 200, (params, response.body))
+                    body = response.json
+                    out.append((body["recordsTotal"], body["recordsFiltered"],
+                                [(a["arcid"], a["title"], a["tags"], a["summary"])
+                                 for a in body["data"]]))
+                return out
+
+            before = await answers()
+            self.assertEqual(before[1][1], 2)
+            backup = (await self.get("/api/database/backup", auth=True)).body
+            await self.post("/api/database/drop")
+            services.importer.covers = False
+            for path in lib.paths:
+                await services.importer.import_file(str(path))
+            worker = await self.start_worker()
+            response = await self.restore_request(
+                [("file", "backup.json", "application/json", backup)])
+            await worker.when("settled", response.json["job"])
+            self.assertEqual(await answers(), before)
+        return d(run())
+
     def test_restore_job_failure(self) -> None:
         """A restore job given something that is no backup fails with {"error": ...}."""
         async def run() -> None:
