@@ -1,12 +1,12 @@
 """The search database as a whole (DB3) and the database-wide writes of the database API.
 
 ``build_stat_hashes`` recomputes every DB3 key from the main database; ``replace_search_db``
-swaps the result in the way the original does: ``WATCH`` the index keys, read, then ``FLUSHDB``
-and write everything in one ``MULTI``/``EXEC``, so readers see the old index or the new one and
-never half of each, and a write made by someone else while the new one was computed cancels the
-swap (the caller recomputes). Writes that change the main database wholesale (``FLUSHALL``,
-clearing every ``isnew``) publish ``RELOAD_ALL`` on the changes channel: other processes' search
-indexes then reload everything rather than one id.
+swaps the result in as the original's ``WATCH``/``MULTI``/``FLUSHDB`` does: readers see the old
+index or the new one, never half of each, and a write made by someone else while the new one
+was computed cancels the swap (the caller recomputes). The new keys are staged under a prefix
+first, so Redis is blocked only for the renames. Writes that change the main database wholesale
+(``FLUSHALL``, clearing every ``isnew``, a restore) publish ``changes.RELOAD_ALL``: other
+processes' search indexes then reload everything rather than one id.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 import txredisapi
 from twisted.logger import Logger
 
-from lrrd.store.archives import ARCHIVE_KEY_PATTERN, CHANGES_CHANNEL, as_text
+from lrrd.store.archives import ARCHIVE_KEY_PATTERN, as_text
+from lrrd.store.changes import publish_reload
 from lrrd.store.redis import DB, RedisStore, StoreError, StoreUnavailable, gather
 
 log = Logger()
-
-#: Published on ``CHANGES_CHANNEL`` when the main database changed in a way no id names.
-RELOAD_ALL = "*"
 
 #: What the original watches while it rebuilds; lrrd adds the search cache, which every
 #: archive, tank and category write touches.
@@ -290,8 +288,8 @@ class StatsStore:
 
     # -- database-wide writes --------------------------------------------------------------------
     async def publish_reload(self) -> None:
-        """Tell every process's search index to reload everything."""
-        await self._main.publish(CHANGES_CHANNEL, RELOAD_ALL)
+        """Tell every process's search index to reload everything (``changes.RELOAD_ALL``)."""
+        await publish_reload(self._redis)
 
     async def flush_all(self) -> None:
         """``FLUSHALL``: every logical database of this Redis, as the original's drop does."""
