@@ -91,9 +91,11 @@ class ArchiveEntry:
         self.lastreadtime = as_int(get("lastreadtime"))
         self.size = as_int(get("arcsize"))
         self.file = as_text(get("file"))
-        self.tag_keys = frozenset(
-            t.strip().lower().encode("utf-8", "surrogatepass") for t in tags.split(",")
-            if t.strip()) if tags else frozenset()
+        #: The ``INDEX_`` names (lowercased tag bytes), distinct; a tuple is a fifth of a set's
+        #: size, and the library swaps in its shared copies of the bytes (``Library.intern``).
+        self.tag_keys: tuple[bytes, ...] = tuple({
+            t.strip().lower().encode("utf-8", "surrogatepass"): None for t in tags.split(",")
+            if t.strip()}) if tags else ()
         raw_toc = as_text(get("toc"))
         toc = _EMPTY_LIST if not raw_toc else json_body(toc_list(raw_toc)).decode("utf-8")
         #: The archive's JSON (``archive_json``'s, keys sorted), encoded once: listings and
@@ -135,7 +137,7 @@ class TankEntry:
         self.tags = fields.get("tags", "")
         self.progress = as_int(fields.get("progress"))
         self.members: list[str] = [as_text(m) for m in members]
-        self.tag_keys: frozenset[bytes] = frozenset()
+        self.tag_keys: tuple[bytes, ...] = ()
 
     def as_tank(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "summary": self.summary, "tags": self.tags,
@@ -341,6 +343,7 @@ class Library:
         self.categories: dict[str, Category] = {}
         #: ``INDEX_<tag>`` as tag bytes → slots; an empty set is a key that does not exist.
         self.postings: dict[bytes, set[int]] = {}
+        self._canon: dict[bytes, bytes] = {}
         self.grouped: set[int] = set()      # LRR_TANKGROUPED
         self.new: set[int] = set()          # LRR_NEW
         self.untagged: set[int] = set()     # LRR_UNTAGGED
@@ -383,8 +386,15 @@ class Library:
         return {s for s in map(get, ids) if s is not None}
 
     # -- postings ------------------------------------------------------------------------------------
-    def _set_postings(self, slot: int, old: frozenset[bytes], new: frozenset[bytes]) -> None:
+    def intern(self, keys: Iterable[bytes]) -> tuple[bytes, ...]:
+        """The same keys, as the library's one shared copy of each (a tag's bytes are kept
+        once however many archives carry it)."""
+        canon = self._canon
+        return tuple([canon.setdefault(k, k) for k in keys])
+
+    def _set_postings(self, slot: int, old_keys: Iterable[bytes], new_keys: Iterable[bytes]) -> None:
         postings = self.postings
+        old, new = set(old_keys), set(new_keys)
         for key in old - new:
             members = postings.get(key)
             if members is not None:
@@ -430,8 +440,9 @@ class Library:
                     title: str | None) -> None:
         slot = self.slot(entry.id)
         old = self.archives.get(slot)
+        entry.tag_keys = self.intern(entry.tag_keys)
         self.archives[slot] = entry
-        self._set_postings(slot, old.tag_keys if old else frozenset(), entry.tag_keys)
+        self._set_postings(slot, old.tag_keys if old else (), entry.tag_keys)
         _toggle(self.grouped, slot, grouped)
         _toggle(self.new, slot, new)
         _toggle(self.untagged, slot, untagged)
@@ -450,18 +461,17 @@ class Library:
         slot = self.slot_of.get(some_id)
         if slot is None:
             return
-        entry: ArchiveEntry | TankEntry | None = self.archives.pop(slot, None)
-        if entry is None:
-            entry = self.tanks.pop(slot, None)
-            if isinstance(entry, TankEntry):
-                self._set_members(slot, entry.members, [])
-        if entry is not None:
-            self._set_postings(slot, entry.tag_keys, frozenset())
+        archive = self.archives.pop(slot, None)
+        tank = self.tanks.pop(slot, None) if archive is None else None
+        if tank is not None:
+            self._set_members(slot, tank.members, [])
+        keys = archive.tag_keys if archive is not None else tank.tag_keys if tank is not None else ()
+        self._set_postings(slot, keys, ())
         for group in (self.grouped, self.new, self.untagged, self.completed):
             group.discard(slot)
         self.set_title(slot, None)
-        for tank in self.tanks_of.pop(slot, set()):
-            self.reindex_tank(tank)
+        for tank_slot in self.tanks_of.pop(slot, set()):
+            self.reindex_tank(tank_slot)
         self._free(slot)
 
     # -- tanks ---------------------------------------------------------------------------------------
@@ -479,7 +489,7 @@ class Library:
         slot = self.slot(entry.id)
         old = self.tanks.get(slot)
         self._set_members(slot, old.members if old else [], entry.members)
-        entry.tag_keys = old.tag_keys if old else frozenset()
+        entry.tag_keys = old.tag_keys if old else ()
         self.tanks[slot] = entry
         _toggle(self.grouped, slot, grouped)
         self.set_title(slot, title)
@@ -502,8 +512,8 @@ class Library:
             return
         own, imputed = unified_tags(tank.tags, [m.tags if m else None
                                                 for m in self.member_entries(tank)])
-        keys = frozenset(t.lower().encode("utf-8", "surrogatepass") for t in own + imputed)
-        if keys != tank.tag_keys:
+        keys = self.intern({t.lower().encode("utf-8", "surrogatepass"): None for t in own + imputed})
+        if set(keys) != set(tank.tag_keys):
             self._set_postings(slot, tank.tag_keys, keys)
             tank.tag_keys = keys
 
@@ -706,6 +716,7 @@ async def load_library(redis: RedisStore, reactor: Any) -> Library:
             if not fields:
                 continue
             entry = ArchiveEntry(arcid, fields)
+            entry.tag_keys = lib.intern(entry.tag_keys)
             slot = lib.slot_of[arcid]
             lib.archives[slot] = entry
             for key in entry.tag_keys:
@@ -735,10 +746,10 @@ async def load_library(redis: RedisStore, reactor: Any) -> Library:
             kind, meta, members = replies[3 * n:3 * n + 3]
             if as_text(kind) != "zset":
                 continue
-            entry = TankEntry(tank_id, meta or [], members or [])
+            tank = TankEntry(tank_id, meta or [], members or [])
             slot = lib.slot(tank_id)
-            lib.tanks[slot] = entry
-            lib._set_members(slot, [], entry.members)
+            lib.tanks[slot] = tank
+            lib._set_members(slot, [], tank.members)
             if tank_id in grouped:
                 lib.grouped.add(slot)
         await _pause(reactor)
@@ -775,7 +786,7 @@ async def load_library(redis: RedisStore, reactor: Any) -> Library:
 class SearchIndex(service.Service):
     """Loads the ``Library`` at start, follows the change feed, answers ``sync()`` barriers."""
 
-    name = "search-index"
+    name = "search-index"  # type: ignore[assignment]
 
     def __init__(self, redis: RedisStore, reactor: Any,
                  ready: Callable[[], Deferred[None]] | None = None) -> None:
