@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from lrrd.store.archives import ARCHIVE_KEY_PATTERN, as_text
 from lrrd.store.changes import publish_reload
-from lrrd.store.redis import DB, RedisStore, StoreError, StoreUnavailable, gather
+from lrrd.store.redis import DB, RedisStore, StoreError, StoreUnavailable
 
 log = Logger()
 
