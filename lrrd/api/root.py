@@ -85,9 +85,13 @@ class ApiRoot(resource.Resource):
         areas: Iterable[Any],
         access_settings: Callable[[], Awaitable[AccessSettings]],
         is_ready: Callable[[], bool] = lambda: True,
+        extra_routes: Mapping[tuple[str, str], resource.Resource] | None = None,
     ) -> None:
         super().__init__()
         self._is_ready = is_ready
+        #: (method, path) → resource for routes outside the contract (``/info/metrics``); they
+        #: pass the readiness and CORS gates and do their own authentication.
+        self._extra_routes = dict(extra_routes or {})
         self._contract = contract
         self._access_settings = access_settings
         self._handlers: dict[str, resource.Resource] = {}
@@ -144,11 +148,21 @@ class ApiRoot(resource.Resource):
             self._options(request, path)
             return
 
+        extra = self._extra_routes.get((method, path))
+        if extra is not None:
+            setattr(request, ACCESS_ATTR, settings)
+            body = extra.render(request)
+            if body is not server.NOT_DONE_YET:
+                self._finish(request, body)
+            return
+
         matched = self._contract.match(method, path)
         if matched is None:
             self._no_route(request, path)
             return
         operation, path_params = matched
+        # Set before the gates so refused requests are counted under their endpoint too.
+        setattr(request, OPERATION_ATTR, operation)
 
         authenticated = has_valid_key(request, settings)
         if settings.nofunmode and not authenticated:
@@ -182,7 +196,6 @@ class ApiRoot(resource.Resource):
             }, 501))
             return
 
-        setattr(request, OPERATION_ATTR, operation)
         setattr(request, ACCESS_ATTR, settings)
         setattr(request, AUTHENTICATED_ATTR, authenticated or not settings.enablepass)
         body = handler.render(request)

@@ -69,14 +69,28 @@ class JsonErrorChannel(http.HTTPChannel):
 
 
 class LrrdSite(server.Site):
-    """A ``Site`` whose access log can be switched off: it costs 30-40% of throughput."""
+    """A ``Site`` whose access log can be switched off: it costs 30-40% of throughput.
 
-    def __init__(self, root: resource.Resource, access_log: bool = False, **kwargs: Any) -> None:
+    With an ``observer`` (``lrrd.api.metrics.RequestObserver``) every request is timed from
+    routing to its last byte and counted for ``/api/info/metrics``.
+    """
+
+    def __init__(self, root: resource.Resource, access_log: bool = False,
+                 observer: Any = None, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         self.access_log = access_log
+        self.observer = observer
         self.protocol = JsonErrorChannel
 
+    def getResourceFor(self, request: Any) -> resource.Resource:
+        if self.observer is not None:
+            self.observer.started(request)
+        return super().getResourceFor(request)
+
     def log(self, request: Any) -> None:
+        # Called by Request.finish for every answered request.
+        if self.observer is not None:
+            self.observer.finished(request)
         if self.access_log:
             super().log(request)
 
@@ -89,6 +103,7 @@ def build_api_areas(services: Services) -> list[Any]:
     from lrrd.api.download import DownloadApi
     from lrrd.api.minion import MinionApi
     from lrrd.api.misc import MiscApi
+    from lrrd.api.opds import OpdsApi
     from lrrd.api.plugins import PluginsApi
     from lrrd.api.search import SearchApi, search_service
     from lrrd.api.shinobu import ShinobuApi
@@ -100,17 +115,20 @@ def build_api_areas(services: Services) -> list[Any]:
 
     jobs = JobQueue.from_services(services)
     search = search_service(services)
+    archives = ArchivesApi(
+        services.archives, services.config, services.locks, services.pools, services.readers,
+        str(services.settings.thumb_dir), categories=services.categories,
+        tankoubons=services.tankoubons, jobs=jobs,
+        thumbnails=lambda arcid, page: make_cover(services, arcid, page),
+        clock=services.reactor, search=search,
+    )
     return [
         MiscApi(services.redis, temp_dir=services.settings.temp_dir,
                 run_io=services.pools.run_io, jobs=jobs, thumb_dir=services.settings.thumb_dir),
         MinionApi(jobs),
-        ArchivesApi(
-            services.archives, services.config, services.locks, services.pools, services.readers,
-            str(services.settings.thumb_dir), categories=services.categories,
-            tankoubons=services.tankoubons, jobs=jobs,
-            thumbnails=lambda arcid, page: make_cover(services, arcid, page),
-            clock=services.reactor, search=search,
-        ),
+        archives,
+        OpdsApi(search, services.archives, services.categories, services.config,
+                services.readers, services.pools, pages=archives),
         SearchApi(search, services.archives),
         StampsApi(services.stamps, services.locks),
         ShinobuApi(services.watcher),
@@ -131,15 +149,26 @@ def build_site(
     extra_children: Mapping[bytes, resource.Resource] | None = None,
     is_ready: Callable[[], bool] = lambda: True,
 ) -> LrrdSite:
+    from lrrd.api.metrics import METRICS_PATH, MetricsApi, RequestObserver
+    from lrrd.api.misc import MiscApi
+    from lrrd.jobs.queue import JobQueue
+    from lrrd.metrics import RequestCounters
+
+    counters = RequestCounters()
+    metrics = MetricsApi(counters, services.config, MiscApi(services.redis).server_info,
+                         services.pools.run_io, jobs=JobQueue.from_services(services),
+                         index=services.search_index)
     api = ApiRoot(
         Contract.load(),
         build_api_areas(services) if areas is None else areas,
         services.config.access_settings,
         is_ready,
+        extra_routes={("GET", METRICS_PATH): metrics.app.resource()},
     )
     from lrrd.api.search import DataTablesSearch, search_service
 
     children = {b"search": DataTablesSearch(api, search_service(services)), **(extra_children or {})}
-    site = LrrdSite(SiteRoot(api, children), access_log=access_log)
+    site = LrrdSite(SiteRoot(api, children), access_log=access_log,
+                    observer=RequestObserver(counters))
     site.displayTracebacks = False
     return site
