@@ -122,7 +122,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def run(count: int, reps: int, keep: Path | None) -> dict[str, Any]:
+def run(count: int, reps: int, keep: Path | None, reload: float = 0.0) -> dict[str, Any]:
     root = keep or Path(tempfile.mkdtemp(prefix="lrrd-bench-search-"))
     root.mkdir(parents=True, exist_ok=True)
     redis = RedisServer().start()
@@ -170,6 +170,15 @@ def run(count: int, reps: int, keep: Path | None) -> dict[str, Any]:
         results["archives_all"] = archive_times
         results["archives_bytes"] = size
         results["rss_mb"] = psutil.Process(process.pid).memory_info().rss / 2**20
+        if reload:
+            # A full reload (what restore/drop/clean ask for) holds two libraries for a while.
+            redis.command("PUBLISH", "lrrd:archives", "*")
+            peak, until = 0.0, time.monotonic() + reload
+            while time.monotonic() < until:
+                peak = max(peak, psutil.Process(process.pid).memory_info().rss / 2**20)
+                time.sleep(0.1)
+            results["reload_peak_rss_mb"] = peak
+            print(f"RSS peak during a full reload: {peak:.0f} MB", file=sys.stderr)
         print(f"/api/archives {min(archive_times):.2f} s (runs {archive_times}), "
               f"{size / 2**20:.1f} MB; load {load:.1f} s; RSS {results['rss_mb']:.0f} MB",
               file=sys.stderr)
@@ -192,8 +201,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--keep", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--reload", type=float, default=0.0,
+                        help="then ask for a full reload and watch RSS for this many seconds")
     args = parser.parse_args()
-    results = run(args.count, args.reps, args.keep)
+    results = run(args.count, args.reps, args.keep, args.reload)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     os.sys.stdout.write(json.dumps(results) + "\n")
