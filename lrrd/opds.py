@@ -78,6 +78,17 @@ def tag_with_namespace(namespace: str, tags: str, default: str = "") -> str:
     return default
 
 
+def first_values(tags: str) -> dict[str, str]:
+    """``tag_with_namespace`` for every namespace at once: namespace → its first value."""
+    found: dict[str, str] = {}
+    for tag in tags.split(","):
+        parts = tag.split(":")
+        namespace = parts[0].strip()
+        if namespace not in found:
+            found[namespace] = parts[1].strip() if len(parts) > 1 else ""
+    return found
+
+
 def iso_time(seconds: str | int) -> str:
     """``strftime("%Y-%m-%dT%H:%M:%SZ", gmtime(value))`` with Perl's reading of a number:
     its leading numeric part, 0 when there is none (out-of-range values read as 0 too)."""
@@ -194,17 +205,18 @@ def _entry_body(entry: etree._Element, archive: OpdsArchive, links: Links,
     link to their standalone document."""
     arcid = archive.arcid
     tags = archive.tags
-    date = iso_time(tag_with_namespace("date_added", tags, "0"))
+    first = first_values(tags)
+    date = iso_time(first.get("date_added", "0"))
     _text(entry, _A + "title", archive.title)
     _text(entry, _A + "id", "urn:lrr:" + arcid)
     _text(entry, _A + "updated", date)
     _text(entry, _A + "published", date)
     author = etree.SubElement(entry, _A + "author")
-    _text(author, _A + "name", tag_with_namespace("artist", tags))
+    _text(author, _A + "name", first.get("artist", ""))
     _text(entry, _A + "rights", "")
-    _text(entry, "{%s}language" % DCTERMS_NS, tag_with_namespace("language", tags))
-    _text(entry, "{%s}publisher" % DCTERMS_NS, tag_with_namespace("group", tags))
-    _text(entry, "{%s}issued" % DCTERMS_NS, tag_with_namespace("event", tags))
+    _text(entry, "{%s}language" % DCTERMS_NS, first.get("language", ""))
+    _text(entry, "{%s}publisher" % DCTERMS_NS, first.get("group", ""))
+    _text(entry, "{%s}issued" % DCTERMS_NS, first.get("event", ""))
     etree.SubElement(entry, _A + "category",
                      {"term": "New Archive" if archive.isnew else "Archive"})
     _text(entry, _A + "summary", tags)

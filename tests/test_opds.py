@@ -15,7 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lrrd.opds import (
     ATOM_NS, DCTERMS_NS, OPDS_NS, PSE_NS, THR_NS, Facet, Links, OpdsArchive, Server,
-    acquisition_type, catalog_feed, entry_document, iso_time, tag_with_namespace, xml_text,
+    acquisition_type, catalog_feed, entry_document, first_values, iso_time, tag_with_namespace,
+    xml_text,
 )
 from tests.fixtures.archives import make_cbz, numbered_pages, png_bytes
 from tests.fixtures.reading import LibraryApiTestCase, d
@@ -224,6 +225,8 @@ class FeedTests(SynchronousTestCase):
         self.assertEqual(tag_with_namespace("artist", "artist:a:b"), "a")
         self.assertEqual(tag_with_namespace("artist", "Artist:x,female:artist"), "")
         self.assertEqual(tag_with_namespace("date_added", "x", "0"), "0")
+        first = first_values(" artist : A B ,artist:C,group:g:h,solo")
+        self.assertEqual(first, {"artist": "A B", "group": "g", "solo": ""})
         self.assertEqual(iso_time("1600000000"), "2020-09-13T12:26:40Z")
         self.assertEqual(iso_time(" 1600000000abc"), "2020-09-13T12:26:40Z")
         self.assertEqual(iso_time("1.6e9"), "2020-09-13T12:26:40Z")
