@@ -253,6 +253,36 @@ redis.call('PUBLISH', ARGV[4], id)
 return 1
 """
 
+# An import's whole first write in one script: add_archive_to_redis, the tags (date_added),
+# pagecount/arcsize/thumbhash and the filemap entry. ARGV: main, search, config, name, file,
+# title, title member, now, channel, tags, untagged(1/0), then n_index, index tags...,
+# then field/value pairs to the end.
+_ADD_IMPORTED = _INVALIDATE + """
+local id = KEYS[1]
+if redis.call('EXISTS', id) == 1 then return 0 end
+redis.call('HSET', id, 'name', ARGV[4], 'title', ARGV[6], 'tags', ARGV[10], 'summary', '',
+           'file', ARGV[5], 'isnew', 'true')
+local i = 12
+local n = tonumber(ARGV[i]); i = i + 1
+local tags = {}
+for k = 1, n do table.insert(tags, ARGV[i]); i = i + 1 end
+while i < #ARGV do redis.call('HSET', id, ARGV[i], ARGV[i + 1]); i = i + 2 end
+redis.call('SELECT', ARGV[3])
+redis.call('HSET', 'LRR_FILEMAP', ARGV[5], id)
+redis.call('SELECT', ARGV[2])
+redis.call('SADD', 'LRR_TANKGROUPED', id)
+redis.call('SADD', 'LRR_NEW', id)
+if ARGV[11] == '1' then redis.call('SADD', 'LRR_UNTAGGED', id) end
+redis.call('ZADD', 'LRR_TITLES', 0, ARGV[7])
+for _, t in ipairs(tags) do
+  redis.call('SADD', 'INDEX_' .. t, id)
+  redis.call('ZINCRBY', 'LRR_STATS', 1, t)
+end
+invalidate(ARGV[8])
+redis.call('PUBLISH', ARGV[9], id)
+return 1
+"""
+
 # ARGV: main, search, now, channel, 'true'/'false'
 _SET_ISNEW = _INVALIDATE + """
 local id = KEYS[1]
@@ -460,6 +490,27 @@ class ArchiveStore:
         return bool(await self._eval(_CREATE, [arcid], [
             stem, os.fsencode(path), "" if arcsize is None else str(arcsize),
             title_member(title, arcid), self._now(), title, CHANGES_CHANNEL,
+        ]))
+
+    async def add_imported(self, arcid: str, path: str, *, arcsize: int, pagecount: int | None,
+                           tags: str = "", thumbhash: str | None = None) -> bool:
+        """``create`` plus the import's tags, ``pagecount``, ``arcsize``, ``thumbhash`` and the
+        filemap entry, in one script (one round trip per new file); False if the id exists.
+
+        ``tags`` must not hold ``source:`` tags (the URL map is not maintained here).
+        """
+        stem = nfc(filename_stem(path))
+        title = normalize_title(stem)
+        tags = normalize_tags(tags)
+        fields: list[Any] = ["arcsize", str(arcsize)]
+        if pagecount is not None:
+            fields += ["pagecount", str(pagecount)]
+        if thumbhash:
+            fields += ["thumbhash", thumbhash]
+        return bool(await self._eval(_ADD_IMPORTED, [arcid], [
+            str(self._redis.db(DB.CONFIG).number), stem, os.fsencode(path), title,
+            title_member(title, arcid), self._now(), CHANGES_CHANNEL, tags,
+            "1" if is_untagged(tags) else "0", *_counted(sorted(index_tags(tags))), *fields,
         ]))
 
     async def set_tags(self, arcid: str, tags: str, append: bool = False) -> str:
