@@ -389,9 +389,9 @@ class Watcher(service.Service):
                 self._schedule(path, quick=False)
             else:
                 ready[path] = info
-        for path in list(self._seen):
-            if path not in tree.files:
-                del self._seen[path]
+        for known in (self._seen, self._rejected):
+            for path in [p for p in known if p not in tree.files]:
+                del known[path]
         if ready:
             await self._import(ready, epoch)
         log.info("File watcher scan: {files} files, {new} imported or checked in {secs:.1f}s",

@@ -75,6 +75,7 @@ class ImporterTests(LibraryTestCase):
             fields = await self.services.archives.get(compute_id(a))
             self.assertEqual(fields["tags"], "date_added:1500000000")
             await self.services.config.set({"usedateadded": "0"})
+            self.services.importer.refresh_options()
             b = make_cbz(self.content / "b.cbz", 2)
             await self.services.importer.import_file(str(b))
             self.assertEqual((await self.services.archives.get(compute_id(b)))["tags"], "")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from lrrd.library.identity import compute_id
@@ -16,6 +17,7 @@ from lrrd.watcher import Watcher, walk_library
 from tests.fixtures.app import ApiTestCase
 from tests.fixtures.archives import make_cbz, make_not_archive, png_bytes
 from tests.fixtures.library import LibraryTestCase, d
+from tests.test_daemon import Daemon, DaemonTestCase
 
 
 def one_page(path: Path, index: int) -> Path:
@@ -306,3 +308,61 @@ class ShinobuApiTests(ApiTestCase):
             self.assertEqual((await self.get("/api/archives")).json[0]["arcid"], compute_id(b))
             self.assertEqual((await services.archives.get(a_id))["name"], "a")
         return d(run())
+
+
+class DaemonWatcherTests(DaemonTestCase):
+    """The watcher inside a real ``twistd lrrd``: what a user sees through /api/archives."""
+
+    def test_move_100_into_running_lrrd(self):  # noqa: ANN201
+        """The startup scan lists the library; 100 archives moved in are all listed within
+        10 s; a removed one leaves the listing; a renamed one keeps its tags; stop is clean."""
+        async def run() -> None:
+            content = self.root / "content"
+            content.mkdir()
+            for i in range(20):
+                one_page(content / f"start {i}.cbz", 5000 + i)
+            daemon = Daemon(self, self.root, "--api-key", "k")
+            await self.wait_for(daemon)
+
+            async def listed() -> list[dict[str, Any]]:
+                code, body = await self.fetch(daemon, "/api/archives")
+                return body if code == 200 else []
+
+            async def count_is(n: int) -> bool:
+                return len(await listed()) == n
+            await wait_until(lambda: count_is(20), timeout=20)
+
+            staging = self.root / "staging"
+            staging.mkdir()
+            moved = [one_page(staging / f"new {i:03d}.cbz", 6000 + i) for i in range(100)]
+            started = time.monotonic()
+            for path in moved:
+                path.rename(content / path.name)
+            await wait_until(lambda: count_is(120), timeout=10)
+            self.assertLess(time.monotonic() - started, 10)
+
+            (content / "new 000.cbz").unlink()
+            await wait_until(lambda: count_is(119))
+
+            renamed_id = compute_id(content / "new 001.cbz")
+            code, _ = await self.put(daemon, f"/api/archives/{renamed_id}/metadata?tags=artist:x")
+            self.assertEqual(code, 200)
+            (content / "new 001.cbz").rename(content / "renamed.cbz")
+
+            async def renamed() -> bool:
+                entry = [a for a in await listed() if a["arcid"] == renamed_id]
+                return bool(entry) and entry[0]["filename"] == "renamed"
+            await wait_until(renamed)
+            entry = [a for a in await listed() if a["arcid"] == renamed_id][0]
+            self.assertIn("artist:x", entry["tags"])
+            self.assertTrue(daemon.stop())
+        return Deferred.fromCoroutine(run())
+
+    async def put(self, daemon: Daemon, path: str) -> tuple[int, Any]:
+        import base64
+
+        import treq
+
+        response = await treq.put(daemon.base + path, pool=self.pool, headers={
+            "Authorization": "Bearer " + base64.b64encode(b"k").decode()})
+        return response.code, await treq.content(response)

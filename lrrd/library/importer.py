@@ -24,7 +24,8 @@ from lrrd.library.thumbnails import (
     move_thumbnails,
     open_reader,
     store_cover,
-    thumbnail_settings,
+    thumbnail_format,
+    write_cover,
 )
 from lrrd.store.archives import ArchiveNotFound, as_text, filename_stem, nfc
 from lrrd.store.config import flag
@@ -47,6 +48,15 @@ log = Logger()
 
 #: Shinobu holds the archive's write lock this long at most (seconds).
 IMPORT_LOCK_TTL = 60
+#: How long the import settings (date_added, thumbnail format) are reused, in seconds.
+OPTIONS_TTL = 1.0
+
+
+@dataclass(frozen=True)
+class _ImportOptions:
+    date_added: bool
+    use_mtime: bool
+    fmt: str
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,7 @@ class Importer:
     #: Issue 6 sets this to run the enabled metadata plugins on every new archive.
     auto_plugins: AutoPlugins | None = None
     _semaphore: DeferredSemaphore = field(init=False)
+    _options_cache: tuple[float, _ImportOptions] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._semaphore = DeferredSemaphore(max(1, self.concurrency))
@@ -235,17 +246,64 @@ class Importer:
         return ImportResult(path, "modified", arcid, old_id=old_id)
 
     async def _add_new(self, path: str, probe: Probe) -> ImportResult:
-        """A file never seen: read it first, so an unreadable one leaves no trace in the store."""
+        """A file never seen: read it first, so an unreadable one leaves no trace in the store.
+
+        The cover is written before the entry exists, so that the entry, its tags, page count,
+        thumbhash and filemap line go to Redis in one script: a new file costs one round trip.
+        """
+        services = self.services
         try:
-            contents: Contents = await self.services.pools.run_io(
-                read_contents, self.services, path, self.covers)
+            contents: Contents = await services.pools.run_io(
+                read_contents, services, path, self.covers)
         except (ArchiveError, OSError) as exc:
             log.warn("Skipping {path}: {error}", path=path, error=str(exc))
             return ImportResult(path, "skipped", probe.arcid, str(exc))
-        archives = self.services.archives
-        await archives.create(probe.arcid, path, probe.size)
-        await self.complete(probe.arcid, path, probe=probe, contents=contents)
+        options = await self._options()
+        digest = None
+        if contents.first_page is not None:
+            try:
+                _, digest = await write_cover(services, probe.arcid, contents.first_page,
+                                              options.fmt)
+            except ThumbnailError as exc:
+                log.warn("{path}: no cover: {error}", path=path, error=str(exc))
+        added = await services.archives.add_imported(
+            probe.arcid, path, arcsize=probe.size, pagecount=contents.pagecount,
+            tags=self._date_added(options, probe), thumbhash=digest)
+        if not added:
+            # Created meanwhile by a writer that took no lock: it is a known archive now.
+            fields = await services.archives.get(probe.arcid)
+            if fields is not None:
+                return await self._known(path, probe, fields, None)
+        await self.run_auto_plugins(probe.arcid)
+        log.debug("Added {path} as {arcid}", path=path, arcid=probe.arcid)
         return ImportResult(path, "added", probe.arcid)
+
+    async def _options(self) -> _ImportOptions:
+        """The settings an import reads, fetched at most once a second (a bulk import would
+        otherwise read them once per file)."""
+        now = float(self.services.reactor.seconds())
+        cached = self._options_cache
+        if cached is not None and now - cached[0] < OPTIONS_TTL:
+            return cached[1]
+        config = await self.services.config.get("usedateadded", "usedatemodified",
+                                                "jxlthumbpages")
+        options = _ImportOptions(
+            date_added=flag(config["usedateadded"]),
+            use_mtime=flag(config["usedatemodified"]),
+            fmt=thumbnail_format(flag(config["jxlthumbpages"])),
+        )
+        self._options_cache = (now, options)
+        return options
+
+    def refresh_options(self) -> None:
+        """Read the import settings afresh on the next file (after a settings change)."""
+        self._options_cache = None
+
+    def _date_added(self, options: _ImportOptions, probe: Probe) -> str:
+        if not options.date_added:
+            return ""
+        when = probe.mtime if options.use_mtime else int(self.services.reactor.seconds())
+        return f"date_added:{when}"
 
     # -- shared with uploads and downloads ------------------------------------------------------
     async def complete(self, arcid: str, path: str, *, probe: Probe | None = None,
@@ -263,11 +321,9 @@ class Importer:
             except (ArchiveError, OSError) as exc:
                 log.warn("{path}: cannot count pages: {error}", path=path, error=str(exc))
                 contents = None
-        config = await services.config.get("usedateadded", "usedatemodified")
-        if flag(config["usedateadded"]):
-            when = probe.mtime if flag(config["usedatemodified"]) else int(
-                services.reactor.seconds())
-            await archives.set_tags(arcid, f"date_added:{when}", append=True)
+        date_added = self._date_added(await self._options(), probe)
+        if date_added:
+            await archives.set_tags(arcid, date_added, append=True)
         fields: dict[str, str] = {"arcsize": str(probe.size)}
         if contents is not None:
             fields["pagecount"] = str(contents.pagecount)
@@ -275,8 +331,8 @@ class Importer:
         await archives.filemap_set(path, arcid)
         if contents is not None and contents.first_page is not None:
             try:
-                fmt = (await thumbnail_settings(services)).fmt
-                await store_cover(services, arcid, contents.first_page, fmt)
+                await store_cover(services, arcid, contents.first_page,
+                                  (await self._options()).fmt)
             except ThumbnailError as exc:
                 log.warn("{path}: no cover: {error}", path=path, error=str(exc))
         report = await self.run_auto_plugins(arcid)

@@ -49,6 +49,7 @@ __all__ = [
     "store_cover",
     "thumbnail_format",
     "thumbnail_settings",
+    "write_cover",
 ]
 
 log = Logger()
@@ -189,15 +190,10 @@ async def _archive_file(services: Services, arcid: str) -> str:
     return path
 
 
-async def store_cover(services: Services, arcid: str, data: bytes,
-                      fmt: str | None = None) -> tuple[Path, str]:
-    """Encode ``data`` (page bytes) as the HQ cover of ``arcid``, write it, set ``thumbhash``.
-
-    The importer calls this with the first page it already read while counting pages, so an
-    import opens each archive once.
-    """
-    if fmt is None:
-        fmt = (await thumbnail_settings(services)).fmt
+async def write_cover(services: Services, arcid: str, data: bytes,
+                      fmt: str) -> tuple[Path, str]:
+    """Encode ``data`` (page bytes) as the HQ cover of ``arcid`` and write it; returns the path
+    and the thumbhash, leaving the store alone (the importer writes it with everything else)."""
     target = cover_path(services.settings.thumb_dir, arcid, fmt)
     try:
         digest = await services.pools.run_image(_encode_cover, data, target, fmt)
@@ -205,6 +201,15 @@ async def store_cover(services: Services, arcid: str, data: bytes,
         raise ThumbnailError(f"cannot make the cover of {arcid}: {_failure_text(exc)}") from exc
     except OSError as exc:
         raise ThumbnailError(f"cannot write the cover of {arcid}: {_failure_text(exc)}") from exc
+    return target, digest
+
+
+async def store_cover(services: Services, arcid: str, data: bytes,
+                      fmt: str | None = None) -> tuple[Path, str]:
+    """Encode ``data`` (page bytes) as the HQ cover of ``arcid``, write it, set ``thumbhash``."""
+    if fmt is None:
+        fmt = (await thumbnail_settings(services)).fmt
+    target, digest = await write_cover(services, arcid, data, fmt)
     await services.archives.set_fields(arcid, {"thumbhash": digest})
     # The other format's file would otherwise keep being served in its place.
     stale = cover_path(services.settings.thumb_dir, arcid, _other_format(fmt))
