@@ -6,6 +6,7 @@ finds an id it already knows.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ def _move_into_place(source: Path, target: Path) -> None:
     try:
         os.replace(source, staging)
     except OSError as exc:
-        if exc.errno != 18:  # EXDEV: the temp folder is on another filesystem
+        if exc.errno != errno.EXDEV:  # the temp folder is on another filesystem
             raise
         with open(source, "rb") as src, open(staging, "xb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
