@@ -24,6 +24,8 @@ setup(
         "zope.interface>=6.0",
         "libarchive-c>=5.0",
         "pypdfium2>=4.20",
+        # Uploads are parsed as a stream with its PushMultipartParser (klein depends on it too).
+        "multipart>=1.3",
         # The Koushoku/Koharu metadata plugin reads YAML files found inside archives; only
         # yaml.safe_load is used (no tags, no object construction).
         "pyyaml>=6.0",
