@@ -199,6 +199,12 @@ class Watcher(service.Service):
             await self.ready()
         if not self.running:
             return
+        # "stop" is a runtime switch, as the original's kill of its Shinobu process was: a
+        # process that starts brings the watcher back, as restarting LANraragi does.
+        try:
+            await self.store.set_stopped(False)
+        except StoreUnavailable:
+            pass
         self._lease_loop = LoopingCall(self._lease_tick)
         self._lease_loop.clock = self._clock
         self._lease_loop.start(max(0.2, self.lease_ttl / 3), now=True)

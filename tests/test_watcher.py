@@ -248,6 +248,19 @@ class WatcherTests(LibraryTestCase):
             await wait_until(lambda: self._filemap_is({str(path): compute_id(path)}))
         return d(run())
 
+    def test_stop_lasts_until_a_process_starts(self):  # noqa: ANN201
+        """A stopped watcher stays stopped until restarted, or until an lrrd process starts."""
+        async def run() -> None:
+            first = self.start_watcher()
+            await wait_until(lambda: d(_true(first.active)))
+            await first.stop()
+            await first.tick()
+            self.assertFalse(first.active)
+            await first.stopService()
+            second = self.start_watcher()
+            await wait_until(lambda: d(_true(second.active)))
+        return d(run())
+
     async def _filemap_is(self, expected: dict[str, str]) -> bool:
         return await self.filemap() == expected
 
