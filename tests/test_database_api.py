@@ -122,6 +122,87 @@ class DatabaseApiTests(ApiTestCase):
             self.assertEqual(split_tag("plain"), ("", "plain"))
         return d(run())
 
+    async def stats_truth(self, minweight: int = 1) -> bytes:
+        """The stats body computed straight from ``LRR_STATS``, with no cache involved."""
+        from lrrd.api.errors import json_bytes
+
+        replies = await self.redis.db(DB.SEARCH).zrangebyscore(
+            "LRR_STATS", minweight, "+inf", withscores=True)
+        tags = []
+        for member, score in replies or []:
+            namespace, text = split_tag(member)
+            tags.append({"namespace": namespace, "text": text, "weight": int(float(score))})
+        return json_bytes(tags)
+
+    def test_stats_follow_every_write(self) -> None:
+        """The kept stats body is exactly LRR_STATS after each kind of write, made by this
+        process's stores or by a second process's (its own connections and stores)."""
+        async def run() -> None:
+            from lrrd.library.database import rebuild_search_db
+            from lrrd.store.archives import ArchiveStore
+            from lrrd.store.redis import RedisAddress, RedisStore
+            from lrrd.store.stats import StatsStore
+            from lrrd.store.tankoubons import TankoubonStore
+
+            other = RedisStore(RedisAddress.parse(self.redis_server.url))
+            other.connect()
+            self.addCleanup(lambda: d(other.disconnect()))
+            await other.wait_connected(reactor)
+            archives, tanks = ArchiveStore(other), TankoubonStore(other)
+            lib = self.lib
+
+            async def check(minweight: int = 1) -> None:
+                path = "/api/database/stats" + (f"?minweight={minweight}" if minweight > 1 else "")
+                first = await self.get(path)
+                self.assertEqual(first.body, await self.stats_truth(minweight))
+                again = await self.get(path)  # served from what was kept
+                self.assertEqual(again.body, first.body)
+
+            await rebuild_search_db(self.services())
+            await check()
+            await check(2)
+            await archives.set_tags(lib.c, "language:english,fresh tag,artist:aoi")
+            await check()
+            await check(2)
+            await archives.set_tags(lib.a, "full color", append=True)  # no change to the counts
+            await check()
+            await archives.set_tags(lib.b, "")
+            await check()
+            await tanks.update(lib.tank, tags="tank:renamed")
+            await check()
+            await archives.delete(lib.c)
+            await check()
+            await self.services().archives.set_tags(lib.e, "here:too")
+            await check()
+            await rebuild_search_db(self.services())
+            await check()
+            self.assertNotEqual(await self.get("/api/database/stats"), [])
+            await StatsStore(other).flush_all()
+            await check()
+            self.assertEqual((await self.get("/api/database/stats")).json, [])
+        return d(run())
+
+    def test_stats_version_never_returns(self) -> None:
+        """A flush by hand and as many writes as before do not bring an old version back:
+        versions counted up from nothing are reseeded before anyone keeps them."""
+        async def run() -> None:
+            from lrrd.store.stats import StatsStore
+
+            stats = StatsStore(self.redis)
+            first = await stats.stats_version()
+            self.assertGreaterEqual(int(first), 2 ** 40)
+            self.assertEqual(await stats.stats_version(), first)
+            await self.services().archives.set_tags(self.lib.e, "one,two")
+            bumped = await stats.stats_version()
+            self.assertNotEqual(bumped, first)
+            self.redis_server.flushall()
+            await self.services().archives.create("f" * 40, str(self.lib.paths[0]))
+            await self.services().archives.set_tags("f" * 40, "one")
+            reseeded = await stats.stats_version()
+            self.assertGreaterEqual(int(reseeded), 2 ** 40)
+            self.assertNotIn(reseeded, (first, bumped))
+        return d(run())
+
     # -- backups ---------------------------------------------------------------------------------
     def test_backup_get(self) -> None:
         """The backup JSON directly, shaped like the golden one; it needs the key."""

@@ -7,8 +7,9 @@ Twisted's spooled body in the I/O pool, checked, and handed whole to the ``resto
 
 from __future__ import annotations
 
+import json
 import os
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Iterable
 
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 from twisted.web.iweb import IRequest
@@ -77,6 +78,54 @@ def read_file_part(body: IO[bytes] | None, content_type: str | None,
     return found, part_type, bytes(data)
 
 
+_quote: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def stats_body(stats: Iterable[tuple[str, int]], excluded: Collection[str]) -> bytes:
+    """The stats JSON (``json_bytes`` of the ``{namespace,text,weight}`` list, byte for byte),
+    written out directly: at 170,000 tags ``json.dumps`` of dicts took three times as long.
+    Tags from undecodable bytes go out as those bytes, as everywhere in the API."""
+    parts = []
+    for tag, weight in stats:
+        if not tag:
+            continue
+        namespace, text = split_tag(tag)
+        if excluded and namespace.lower() in excluded:
+            continue
+        parts.append('{"namespace":' + _quote(namespace) + ',"text":' + _quote(text)
+                     + ',"weight":' + str(weight) + "}")
+    return ("[" + ",".join(parts) + "]").encode("utf-8", "surrogateescape")
+
+
+class StatsBodies:
+    """Encoded stats bodies of one stats version, by (minweight, excluded namespaces).
+
+    At 100,000 archives the stats are 170,000 tags and 9 MB of JSON, half a second to read
+    and encode; they change only when tags do. Bodies are kept for one version at a time,
+    which every process reads from Redis per request (``StatsStore.stats_version``), so a
+    write by any process is seen by the next request everywhere.
+    """
+
+    #: Variants kept per version (clients ask for one or two).
+    limit = 8
+
+    def __init__(self) -> None:
+        self._version: str | None = None
+        self._bodies: dict[tuple[int, frozenset[str]], bytes] = {}
+
+    def get(self, version: str, variant: tuple[int, frozenset[str]]) -> bytes | None:
+        if version != self._version:
+            return None
+        return self._bodies.get(variant)
+
+    def put(self, version: str, variant: tuple[int, frozenset[str]], body: bytes) -> None:
+        if version != self._version:
+            self._version, self._bodies = version, {}
+        elif len(self._bodies) >= self.limit:
+            self._bodies.clear()
+        self._bodies[variant] = body
+
+
 class DatabaseApi:
     """The eight database operations, over the stores and the job queue."""
 
@@ -86,6 +135,7 @@ class DatabaseApi:
         self._services = services
         self._jobs = jobs
         self._stats = StatsStore(services.redis)
+        self._stats_bodies = StatsBodies()
 
     # -- stats -----------------------------------------------------------------------------------
     @app.route("/database/stats", methods=["GET"], endpoint="getStatistics")
@@ -102,15 +152,17 @@ class DatabaseApi:
             config = await self._services.config.get("excludednamespaces")
             excluded = {ns.strip().lower() for ns in config["excludednamespaces"].split(",")
                         if ns.strip()}
-        tags = []
-        for tag, weight in await self._stats.tag_stats(minweight):
-            if not tag:
-                continue
-            namespace, text = split_tag(tag)
-            if namespace.lower() in excluded:
-                continue
-            tags.append({"namespace": namespace, "text": text, "weight": weight})
-        return write_json(request, tags)
+        # The version first, then the stats: what is read after it is at least that new, so
+        # a body kept under it is right for as long as the version stays the same.
+        version = await self._stats.stats_version()
+        variant = (minweight, frozenset(excluded))
+        body = self._stats_bodies.get(version, variant)
+        if body is None:
+            body = stats_body(await self._stats.tag_stats(minweight), excluded)
+            self._stats_bodies.put(version, variant, body)
+        request.setResponseCode(200)
+        request.setHeader(b"content-type", JSON_TYPE)
+        return body
 
     # -- backups ---------------------------------------------------------------------------------
     @app.route("/database/backup", methods=["GET"], endpoint="getBackupJson")

@@ -163,7 +163,24 @@ def archive_json(arcid: str, fields: Mapping[str, Any]) -> dict[str, Any]:
 # Every script starts in the main database; ARGV[1] and ARGV[2] are the main and search database
 # numbers. A SELECT inside a script does not change the caller's database.
 
-_INVALIDATE = """
+#: In the search database: bumped by every script that changes ``LRR_STATS`` (and set anew by a
+#: rebuild's swap and by a drop), so a process that keeps the encoded stats knows when it is
+#: stale, whichever process wrote. Seeded with a random value (``StatsStore.stats_version``).
+STATS_VERSION_KEY = "lrrd:stats_version"
+
+# The tag counters, called once the script has selected the search database.
+STATS_LUA = """
+local function stat_up(t)
+  redis.call('ZINCRBY', 'LRR_STATS', 1, t)
+  redis.call('INCR', '%s')
+end
+local function stat_down(t)
+  if tonumber(redis.call('ZINCRBY', 'LRR_STATS', -1, t)) <= 0 then redis.call('ZREM', 'LRR_STATS', t) end
+  redis.call('INCR', '%s')
+end
+""" % (STATS_VERSION_KEY, STATS_VERSION_KEY)
+
+_INVALIDATE = STATS_LUA + """
 local function invalidate(now)
   redis.call('DEL', 'LRR_SEARCHCACHE')
   redis.call('HSET', 'LRR_SEARCHCACHE', 'created', now)
@@ -203,13 +220,13 @@ local n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do
   local t = ARGV[i]; i = i + 1
   redis.call('SREM', 'INDEX_' .. t, id)
-  if tonumber(redis.call('ZINCRBY', 'LRR_STATS', -1, t)) <= 0 then redis.call('ZREM', 'LRR_STATS', t) end
+  stat_down(t)
 end
 n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do
   local t = ARGV[i]; i = i + 1
   redis.call('SADD', 'INDEX_' .. t, id)
-  redis.call('ZINCRBY', 'LRR_STATS', 1, t)
+  stat_up(t)
 end
 n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do
@@ -276,7 +293,7 @@ if ARGV[11] == '1' then redis.call('SADD', 'LRR_UNTAGGED', id) end
 redis.call('ZADD', 'LRR_TITLES', 0, ARGV[7])
 for _, t in ipairs(tags) do
   redis.call('SADD', 'INDEX_' .. t, id)
-  redis.call('ZINCRBY', 'LRR_STATS', 1, t)
+  stat_up(t)
 end
 invalidate(ARGV[8])
 redis.call('PUBLISH', ARGV[9], id)
@@ -348,7 +365,7 @@ local n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do
   local t = ARGV[i]; i = i + 1
   redis.call('SREM', 'INDEX_' .. t, id)
-  if tonumber(redis.call('ZINCRBY', 'LRR_STATS', -1, t)) <= 0 then redis.call('ZREM', 'LRR_STATS', t) end
+  stat_down(t)
 end
 n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 import txredisapi
 from twisted.logger import Logger
 
-from lrrd.store.archives import ARCHIVE_KEY_PATTERN, as_text
+from lrrd.store.archives import ARCHIVE_KEY_PATTERN, STATS_VERSION_KEY, as_text
 from lrrd.store.changes import publish_reload
 from lrrd.store.redis import DB, RedisStore, StoreError, StoreUnavailable
 
@@ -51,12 +51,19 @@ return 1
 #: Where a rebuild stages the new search database before the swap renames it into place.
 STAGING_PREFIX = "lrrd:rebuild:"
 
-# ARGV: this rebuild's staging prefix, LAST_JOB_TIME. Every key that is not staged by this
-# rebuild goes (the original's FLUSHDB, including other rebuilds' leftovers), then the staged
-# keys take their real names.
+#: Stats versions below this were counted up from a missing key, not seeded: a process cannot
+#: tell two such histories apart (a flush by hand, then writes), so they are reseeded first.
+_SEEDED = 2 ** 40
+
+# ARGV: this rebuild's staging prefix, LAST_JOB_TIME, a random stats version. Every key that is
+# not staged by this rebuild goes (the original's FLUSHDB, including other rebuilds' leftovers),
+# then the staged keys take their real names; the stats version is bumped past its old value
+# (or reseeded), so no process keeps serving the old stats.
 _SWAP = """
 local prefix = ARGV[1]
 local n = #prefix
+local version = redis.call('GET', KEYS[1])
+local seeded = version and (tonumber(version) or 0) >= %d
 for _, key in ipairs(redis.call('KEYS', '*')) do
   if string.sub(key, 1, n) ~= prefix then redis.call('UNLINK', key) end
 end
@@ -64,8 +71,31 @@ for _, key in ipairs(redis.call('KEYS', prefix .. '*')) do
   redis.call('RENAME', key, string.sub(key, n + 1))
 end
 redis.call('SET', 'LAST_JOB_TIME', ARGV[2])
+if seeded then
+  redis.call('SET', KEYS[1], version)
+  redis.call('INCR', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
 return 1
-"""
+""" % _SEEDED
+
+# KEYS: the stats version. ARGV: a random seed. The version, seeded first when missing or
+# unseeded (counted up from nothing by the write scripts' INCR).
+_STATS_VERSION = """
+local version = redis.call('GET', KEYS[1])
+if not version or (tonumber(version) or 0) < %d then
+  redis.call('SET', KEYS[1], ARGV[1])
+  version = ARGV[1]
+end
+return version
+""" % _SEEDED
+
+
+def new_stats_version() -> str:
+    """A random seed for the stats version, far from any value counted up from nothing."""
+    return str(_SEEDED + int.from_bytes(os.urandom(6), "big"))
+
 
 DUPLICATE_GROUPS_KEY = "LRR_DUPLICATE_GROUPS"
 
@@ -200,6 +230,17 @@ class StatsStore:
         return self._redis.db(DB.MAIN)
 
     # -- reads -----------------------------------------------------------------------------------
+    async def stats_version(self) -> str:
+        """A value that changes with every write to ``LRR_STATS`` by lrrd (in any process), so
+        something computed from the stats after reading it stays right while it is unchanged.
+
+        Write scripts ``INCR`` it; a rebuild's swap bumps it; a drop seeds it anew. A missing
+        or merely counted-up value is seeded with a random one first, so a flush by hand
+        followed by the same number of writes cannot bring an old value back.
+        """
+        return as_text(await self._search.eval(_STATS_VERSION, [STATS_VERSION_KEY],
+                                               [new_stats_version()]))
+
     async def tag_stats(self, minweight: float) -> list[tuple[str, int]]:
         """``LRR_STATS`` members with a score of at least ``minweight``, with their scores."""
         replies = await self._search.zrangebyscore("LRR_STATS", minweight, "+inf",
@@ -246,7 +287,8 @@ class StatsStore:
             if not in_multi:
                 await conn.multi()
                 in_multi = True
-            queued = conn.execute_command("EVAL", _SWAP, 0, prefix, str(index.last_job_time))
+            queued = conn.execute_command("EVAL", _SWAP, 1, STATS_VERSION_KEY, prefix,
+                                          str(index.last_job_time), new_stats_version())
             # It answers "QUEUED"; a lost connection is reported by the commit below.
             queued.addErrback(lambda _: None)
             await conn.commit()
@@ -292,8 +334,15 @@ class StatsStore:
         await publish_reload(self._redis)
 
     async def flush_all(self) -> None:
-        """``FLUSHALL``: every logical database of this Redis, as the original's drop does."""
-        await self._main.flushall()
+        """``FLUSHALL``: every logical database of this Redis, as the original's drop does; the
+        stats version is seeded anew in the same transaction (its old value must not return)."""
+        conn = await self._redis.connection_handler(DB.SEARCH).multi()
+        try:
+            conn.flushall()
+            conn.set(STATS_VERSION_KEY, new_stats_version())
+            await conn.commit()
+        except txredisapi.ConnectionError as exc:
+            raise StoreUnavailable(str(exc)) from None
 
     async def clear_all_new(self, ids: Sequence[str], batch: int = 2000) -> None:
         """Set ``isnew`` to "false" on these archives and take them out of ``LRR_NEW``."""

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from lrrd.store.archives import (
-    ARCHIVE_ID_RE, CHANGES_CHANNEL, as_int, as_text, index_tags, nfc, normalize_tags,
-    tag_list, title_member,
+    ARCHIVE_ID_RE, CHANGES_CHANNEL, STATS_LUA, as_int, as_text, index_tags, nfc,
+    normalize_tags, tag_list, title_member,
 )
 from lrrd.store.redis import DB, RedisStore, StoreError, gather
 
@@ -43,7 +43,7 @@ _CAS_RETRIES = 8
 # ---- Lua ---------------------------------------------------------------------------------------
 # Scripts start in the main database; ARGV[1] and ARGV[2] are the main and search database
 # numbers. KEYS are read in the main database before any SELECT.
-_COMMON = """
+_COMMON = STATS_LUA + """
 local function invalidate(now)
   redis.call('DEL', 'LRR_SEARCHCACHE')
   redis.call('HSET', 'LRR_SEARCHCACHE', 'created', now)
@@ -69,10 +69,8 @@ local function counted(i)
 end
 -- Own tags enter LRR_STATS; every unified tag (own + imputed) is an INDEX_ membership.
 local function reindex(id, stat_del, stat_add, index_del, index_add)
-  for _, t in ipairs(stat_del) do
-    if tonumber(redis.call('ZINCRBY', 'LRR_STATS', -1, t)) <= 0 then redis.call('ZREM', 'LRR_STATS', t) end
-  end
-  for _, t in ipairs(stat_add) do redis.call('ZINCRBY', 'LRR_STATS', 1, t) end
+  for _, t in ipairs(stat_del) do stat_down(t) end
+  for _, t in ipairs(stat_add) do stat_up(t) end
   for _, t in ipairs(index_del) do redis.call('SREM', 'INDEX_' .. t, id) end
   for _, t in ipairs(index_add) do redis.call('SADD', 'INDEX_' .. t, id) end
 end
