@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import zlib
 from urllib.parse import quote, unquote
 
@@ -344,6 +345,63 @@ class ReaderCacheTests(SynchronousTestCase):
             readers.read("z", str(root / "nope.cbz"), "001.png")
         readers.clear()
         self.assertEqual(len(readers), 0)
+
+    def test_per_archive_is_a_cap(self) -> None:
+        """Threads that find all ``per_archive`` readers of an archive busy wait for one to come
+        back instead of opening more (how a loaded burst once opened 8 where the cap was 4)."""
+        root = Path(self.mktemp())
+        root.mkdir()
+        path = root / "a.cbz"
+        path.write_bytes(b"not read: the opener is a stand-in")
+        go = threading.Event()
+        made: list[object] = []
+
+        class BlockingReader:
+            """Holds its thread inside read() until the test lets go."""
+
+            def read(self, name: str) -> bytes:
+                go.wait(30)
+                return b"page"
+
+            def members(self) -> list[str]:
+                return ["001.png"]
+
+            def close(self) -> None:
+                pass
+
+        def opener(_path: str, **_kwargs: object) -> BlockingReader:
+            reader = BlockingReader()
+            made.append(reader)
+            return reader
+
+        readers = ArchiveReaders(None, per_archive=2, opener=opener)  # type: ignore[arg-type]
+        three_waiting = threading.Event()
+
+        class WatchedCondition(threading.Condition):
+            waits = 0
+
+            def wait(self, timeout: float | None = None) -> bool:
+                WatchedCondition.waits += 1  # under the readers' lock
+                if WatchedCondition.waits >= 3:
+                    three_waiting.set()
+                return super().wait(timeout)
+
+        readers._returned = WatchedCondition(readers._lock)
+        results: list[bytes | None] = []
+        threads = [threading.Thread(target=lambda: results.append(
+            readers.read("a", str(path), "001.png").data)) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        # Two threads hold the two readers inside read(); the other three must be waiting.
+        waited = three_waiting.wait(30)
+        opened_while_busy = len(made)
+        go.set()
+        for thread in threads:
+            thread.join(30)
+        self.assertTrue(waited)
+        self.assertEqual(opened_while_busy, 2)
+        self.assertEqual(results, [b"page"] * 5)
+        self.assertEqual(readers.opened, 2)
 
     def test_etag_short_circuit(self) -> None:
         """A matching If-None-Match skips the read for a known page, never for an unknown name."""

@@ -75,6 +75,8 @@ class _Entry:
     pages: list[str] | None = None
     page_set: frozenset[str] | None = None
     retired: bool = False
+    #: Readers of this entry that exist (idle or checked out), or are being opened.
+    live: int = 0
     #: Serialises opening the first reader, so a burst of requests for a cold archive lists it once.
     opening: threading.Lock = field(default_factory=threading.Lock)
 
@@ -89,8 +91,10 @@ class ArchiveReaders:
     """A bounded LRU of open :class:`ArchiveReader` objects per archive id; thread-safe.
 
     A reader is not thread-safe, so each one is checked out by one thread at a time; an archive read
-    by several threads at once gets up to ``per_archive`` readers rather than a queue. At most
-    ``max_archives`` archives stay open; the least recently used is closed first.
+    by several threads at once gets up to ``per_archive`` readers, and a thread that finds them all
+    checked out waits for one to come back (the cap is counted, not left to timing: a burst on a
+    cold archive under load used to open one reader per waiting thread). At most ``max_archives``
+    archives stay open; the least recently used is closed first.
     """
 
     def __init__(
@@ -110,6 +114,8 @@ class ArchiveReaders:
         self._per_archive = max(1, per_archive)
         self._opener = opener
         self._lock = threading.Lock()
+        #: Notified whenever a reader is checked in or closed (a slot may have come free).
+        self._returned = threading.Condition(self._lock)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         #: How many readers were opened (tests and benchmarks watch it).
         self.opened = 0
@@ -123,7 +129,7 @@ class ArchiveReaders:
             try:
                 pages = reader.pages()
             except BaseException:
-                self._discard(reader)
+                self._close(entry, reader)
                 raise
             entry.pages = pages
             entry.page_set = frozenset(pages)
@@ -149,20 +155,20 @@ class ArchiveReaders:
         reader = self._checkout(entry)
         try:
             data = reader.read(name)
+            if entry.page_set is None:
+                # The read listed the members already: remember the names for 304s. Sorting
+                # them (pages()) is left to /files, off the first page's critical path.
+                try:
+                    entry.page_set = frozenset(reader.members())
+                except ArchiveError:
+                    pass
         except PageNotFound:
             self._checkin(entry, reader)
             raise
         except BaseException:
             # A reader that failed mid-read may hold a half-consumed stream: never reuse it.
-            self._discard(reader)
+            self._close(entry, reader)
             raise
-        if entry.page_set is None:
-            # The read listed the members already: remember the names for 304s. Sorting them
-            # (pages()) is left to /files, off the first page's critical path.
-            try:
-                entry.page_set = frozenset(reader.members())
-            except ArchiveError:
-                pass
         self._checkin(entry, reader)
         return PageData(etag, data, stamp)
 
@@ -203,31 +209,55 @@ class ArchiveReaders:
         return entry
 
     def _checkout(self, entry: _Entry) -> ArchiveReader:
-        with self._lock:
+        """An idle reader of ``entry``, or a new one while it has fewer than ``per_archive``;
+        otherwise wait until one is checked in or closed. Every reader handed out must come
+        back through ``_checkin`` or ``_close``."""
+        with self._returned:
+            while not entry.idle and entry.live >= self._per_archive:
+                self._returned.wait()
             if entry.idle:
                 return entry.idle.pop()
-        with entry.opening:
-            # Someone may have opened (and returned) one while this thread waited.
-            with self._lock:
-                if entry.idle:
-                    return entry.idle.pop()
-            reader = self._opener(entry.path, cache_dir=self._cache_dir, limits=self._limits,
-                                  cache_budget=self._cache_budget)
-            with self._lock:
-                self.opened += 1
-            return reader
+            entry.live += 1  # a slot held for the reader this thread opens
+        try:
+            with entry.opening:
+                # Someone may have opened (and returned) one while this thread waited.
+                with self._returned:
+                    if entry.idle:
+                        entry.live -= 1
+                        self._returned.notify_all()
+                        return entry.idle.pop()
+                reader = self._opener(entry.path, cache_dir=self._cache_dir, limits=self._limits,
+                                      cache_budget=self._cache_budget)
+        except BaseException:
+            with self._returned:
+                entry.live -= 1
+                self._returned.notify_all()
+            raise
+        with self._lock:
+            self.opened += 1
+        return reader
 
     def _checkin(self, entry: _Entry, reader: ArchiveReader) -> None:
-        with self._lock:
+        with self._returned:
             if not entry.retired and len(entry.idle) < self._per_archive:
                 entry.idle.append(reader)
+                self._returned.notify_all()
                 return
+        self._close(entry, reader)
+
+    def _close(self, entry: _Entry, reader: ArchiveReader) -> None:
+        """Close a checked-out reader for good, and free its slot."""
         self._discard(reader)
+        with self._returned:
+            entry.live -= 1
+            self._returned.notify_all()
 
     def _retire(self, entry: _Entry) -> None:
-        with self._lock:
+        with self._returned:
             entry.retired = True
             readers, entry.idle = entry.idle, []
+            entry.live -= len(readers)
+            self._returned.notify_all()
         for reader in readers:
             self._discard(reader)
 
