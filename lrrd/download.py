@@ -45,6 +45,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
+from lrrd.logtext import log_text
+
 if TYPE_CHECKING:
     from lrrd.jobs.worker import JobContext
     from lrrd.services import Services
@@ -708,7 +710,7 @@ async def download_url(services: Services, url: str, catid: str | None) -> dict[
         else:
             downloaded = await client.download(target_url, folder)
             path, filename = downloaded.path, downloaded.filename
-            log.info("Downloaded {url}: {size} bytes as {name!r}", url=target_url,
+            log.info("Downloaded {url}: {size} bytes as {name!r}", url=log_text(target_url),
                      size=downloaded.size, name=filename)
         config = await services.config.get("enablecryptofs")
         try:
@@ -724,7 +726,8 @@ async def download_url(services: Services, url: str, catid: str | None) -> dict[
         return _result(success=1, url=trimmed, id=result.arcid, category=catid,
                        title=result.title, message=result.message)
     except DownloadError as exc:
-        log.warn("Download of {url} failed: {error}", url=target_url, error=str(exc))
+        log.warn("Download of {url} failed: {error}", url=log_text(target_url),
+                 error=log_text(str(exc)))
         return _result(success=0, url=trimmed, message=str(exc))
     finally:
         await services.pools.run_io(_remove_folder, folder)

@@ -25,6 +25,7 @@ from twisted.python.filepath import FilePath
 
 from lrrd.library.identity import is_archive_filename
 from lrrd.library.importer import ImportResult
+from lrrd.logtext import log_text
 from lrrd.store.redis import StoreUnavailable
 from lrrd.store.shinobu import ShinobuStore
 
@@ -68,7 +69,8 @@ def walk_library(root: str, skip: Iterable[Stat] = ()) -> Tree:
     try:
         info = os.stat(root)
     except OSError as exc:
-        log.warn("Cannot read the content folder {root}: {error}", root=root, error=exc.strerror)
+        log.warn("Cannot read the content folder {root}: {error}", root=log_text(root),
+                 error=exc.strerror)
         return tree
     visited = {(info.st_dev, info.st_ino)}
     stack = [root]
@@ -78,7 +80,7 @@ def walk_library(root: str, skip: Iterable[Stat] = ()) -> Tree:
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
-            log.warn("Cannot list {folder}: {error}", folder=folder, error=exc.strerror)
+            log.warn("Cannot list {folder}: {error}", folder=log_text(folder), error=exc.strerror)
             continue
         for entry in entries:
             try:
@@ -266,7 +268,8 @@ class Watcher(service.Service):
         self.active = True
         self._epoch += 1
         self._generation = generation
-        log.info("File watcher started on {root} (pid {pid})", root=self.root, pid=os.getpid())
+        log.info("File watcher started on {root} (pid {pid})", root=log_text(self.root),
+                 pid=os.getpid())
         if self.use_inotify:
             self._start_notifier()
         if self.rescan_interval > 0:
@@ -452,7 +455,7 @@ class Watcher(service.Service):
                                      callbacks=[self._on_event])
             except Exception as exc:  # noqa: BLE001 - INotifyError, or ENOSPC on max_user_watches
                 log.warn("Cannot watch {folder}: {error}; it is rescanned periodically only",
-                         folder=folder, error=str(exc))
+                         folder=log_text(folder), error=log_text(str(exc)))
                 continue
             self._watched.add(folder)
 

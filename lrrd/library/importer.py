@@ -27,6 +27,7 @@ from lrrd.library.thumbnails import (
     thumbnail_format,
     write_cover,
 )
+from lrrd.logtext import log_text
 from lrrd.store.archives import ArchiveNotFound, as_text, filename_stem, nfc
 from lrrd.store.config import flag
 from lrrd.store.locks import LockBusy
@@ -159,17 +160,18 @@ class Importer:
         try:
             probe: Probe = await pools.run_io(probe_file, path)
         except EmptyArchiveError:
-            log.warn("Skipping {path}: the file is empty", path=path)
+            log.warn("Skipping {path}: the file is empty", path=log_text(path))
             return ImportResult(path, "skipped", message="empty file")
         except OSError as exc:
-            log.warn("Skipping {path}: {error}", path=path, error=exc.strerror or str(exc))
+            log.warn("Skipping {path}: {error}", path=log_text(path),
+                     error=log_text(exc.strerror or str(exc)))
             return ImportResult(path, "skipped", message=str(exc))
         try:
             async with self.services.locks.held(f"archive-write:{probe.arcid}", IMPORT_LOCK_TTL):
                 return await self._update_filemap_entry(path, probe)
         except LockBusy:
             log.warn("{path}: archive {arcid} is locked by another writer; not importing now",
-                     path=path, arcid=probe.arcid)
+                     path=log_text(path), arcid=probe.arcid)
             return ImportResult(path, "locked", probe.arcid)
 
     async def _update_filemap_entry(self, path: str, probe: Probe) -> ImportResult:
@@ -201,7 +203,7 @@ class Importer:
             await archives.set_fields(arcid, updates, invalidate=True)
         await self._fill_missing(arcid, path, probe, fields)
         if updates:
-            log.info("{path} is known archive {arcid}: file and name updated", path=path,
+            log.info("{path} is known archive {arcid}: file and name updated", path=log_text(path),
                      arcid=arcid)
             return ImportResult(path, "moved", arcid, old_id=known_id)
         return ImportResult(path, "unchanged", arcid)
@@ -229,7 +231,8 @@ class Importer:
         try:
             contents = await self.services.pools.run_io(read_contents, self.services, path, False)
         except (ArchiveError, OSError) as exc:
-            log.warn("Skipping modified {path}: {error}", path=path, error=str(exc))
+            log.warn("Skipping modified {path}: {error}", path=log_text(path),
+                     error=log_text(str(exc)))
             return ImportResult(path, "skipped", arcid, str(exc), old_id)
         if not await archives.change_id(old_id, arcid):
             # Someone added the new id meanwhile: it is then simply a known archive here.
@@ -242,7 +245,8 @@ class Importer:
                                           "file": path}, invalidate=True)
         await archives.filemap_set(path, arcid)
         await move_thumbnails(self.services, old_id, arcid)
-        log.info("{path} changed: archive {old} is now {new}", path=path, old=old_id, new=arcid)
+        log.info("{path} changed: archive {old} is now {new}", path=log_text(path), old=old_id,
+                 new=arcid)
         return ImportResult(path, "modified", arcid, old_id=old_id)
 
     async def _add_new(self, path: str, probe: Probe) -> ImportResult:
@@ -256,7 +260,7 @@ class Importer:
             contents: Contents = await services.pools.run_io(
                 read_contents, services, path, self.covers)
         except (ArchiveError, OSError) as exc:
-            log.warn("Skipping {path}: {error}", path=path, error=str(exc))
+            log.warn("Skipping {path}: {error}", path=log_text(path), error=log_text(str(exc)))
             return ImportResult(path, "skipped", probe.arcid, str(exc))
         options = await self._options()
         digest = None
@@ -265,7 +269,7 @@ class Importer:
                 _, digest = await write_cover(services, probe.arcid, contents.first_page,
                                               options.fmt)
             except ThumbnailError as exc:
-                log.warn("{path}: no cover: {error}", path=path, error=str(exc))
+                log.warn("{path}: no cover: {error}", path=log_text(path), error=log_text(str(exc)))
         added = await services.archives.add_imported(
             probe.arcid, path, arcsize=probe.size, pagecount=contents.pagecount,
             tags=self._date_added(options, probe), thumbhash=digest)
@@ -275,7 +279,7 @@ class Importer:
             if fields is not None:
                 return await self._known(path, probe, fields, None)
         await self.run_auto_plugins(probe.arcid)
-        log.debug("Added {path} as {arcid}", path=path, arcid=probe.arcid)
+        log.debug("Added {path} as {arcid}", path=log_text(path), arcid=probe.arcid)
         return ImportResult(path, "added", probe.arcid)
 
     async def _options(self) -> _ImportOptions:
@@ -319,7 +323,8 @@ class Importer:
             try:
                 contents = await services.pools.run_io(read_contents, services, path, self.covers)
             except (ArchiveError, OSError) as exc:
-                log.warn("{path}: cannot count pages: {error}", path=path, error=str(exc))
+                log.warn("{path}: cannot count pages: {error}", path=log_text(path),
+                         error=log_text(str(exc)))
                 contents = None
         date_added = self._date_added(await self._options(), probe)
         if date_added:
@@ -334,9 +339,9 @@ class Importer:
                 await store_cover(services, arcid, contents.first_page,
                                   (await self._options()).fmt)
             except ThumbnailError as exc:
-                log.warn("{path}: no cover: {error}", path=path, error=str(exc))
+                log.warn("{path}: no cover: {error}", path=log_text(path), error=log_text(str(exc)))
         report = await self.run_auto_plugins(arcid)
-        log.info("Added {path} as {arcid}", path=path, arcid=arcid)
+        log.info("Added {path} as {arcid}", path=log_text(path), arcid=arcid)
         return report
 
     async def run_auto_plugins(self, arcid: str) -> AutoPluginReport:

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from lrrd.library.identity import EmptyArchiveError, compute_id, is_archive_filename
 from lrrd.library.importer import IMPORT_LOCK_TTL
 from lrrd.library.thumbnails import remove_thumbnails
+from lrrd.logtext import log_text
 from lrrd.store.archives import as_text, filename_stem
 from lrrd.store.config import flag
 from lrrd.store.locks import LockBusy
@@ -191,8 +192,9 @@ async def handle_incoming_file(
                 try:
                     await pools.run_io(_move_into_place, temp_path, target)
                 except OSError as exc:
-                    log.warn("Upload {name}: cannot move it into {folder}: {error}", name=filename,
-                             folder=str(content), error=exc.strerror or str(exc))
+                    log.warn("Upload {name}: cannot move it into {folder}: {error}",
+                             name=log_text(filename), folder=log_text(str(content)),
+                             error=log_text(exc.strerror or str(exc)))
                     if created:
                         await archives.delete(arcid)
                     raise UploadRefused("not_moved",
