@@ -36,6 +36,7 @@ from lrrd.search.natural import (
 from lrrd.search.query import _STAR, _glob_units, compile_glob  # the Redis glob reader
 from lrrd.store.archives import (
     ARCHIVE_KEY_PATTERN, CHANGES_CHANNEL, as_int, as_text, extension_of, title_member, toc_list,
+    wire_value,
 )
 from lrrd.store.categories import archive_list
 from lrrd.store.changes import RELOAD_ALL, ChangeFeed, barrier_channel, publish
@@ -993,7 +994,8 @@ async def _apply_archives(lib: Library, redis: RedisStore, ids: Sequence[str]) -
         known = lib.titles.get(slot) if slot is not None else None
         options = [computed] + ([known] if known and known != computed else [])
         candidates.append(options)
-        checks += [search.zscore("LRR_TITLES", option) for option in options]
+        # A member from an undecodable title is raw bytes in Redis (text with surrogates here).
+        checks += [search.zscore("LRR_TITLES", wire_value(option)) for option in options]
     scores = await _pipelined(checks)
     k = 0
     for (arcid, fields, grouped, new, untagged), options in zip(present, candidates):
@@ -1031,7 +1033,8 @@ async def _apply_tanks(lib: Library, redis: RedisStore, ids: Sequence[str]) -> N
     # Members join or leave LRR_TANKGROUPED with the tank's changes; ask Redis which they are.
     members = sorted(a for a in affected if a in lib.slot_of)
     checks = [search.sismember("LRR_TANKGROUPED", a) for a in members]
-    checks += [search.zscore("LRR_TITLES", title_member(e.name, e.id)) for e, _ in found]
+    checks += [search.zscore("LRR_TITLES", wire_value(title_member(e.name, e.id)))
+               for e, _ in found]
     replies = await _pipelined(checks)
     for arcid, flag in zip(members, replies[:len(members)]):
         slot = lib.slot_of[arcid]

@@ -432,7 +432,7 @@ return 1
 """
 
 
-def _wire(value: Any) -> Any:
+def wire_value(value: Any) -> Any:
     """Text that came from an undecodable filename carries surrogates: send its raw bytes."""
     if isinstance(value, str):
         try:
@@ -465,7 +465,7 @@ class ArchiveStore:
         return [str(self._redis.db(DB.MAIN).number), str(self._redis.db(DB.SEARCH).number)]
 
     async def _eval(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._main.eval(script, keys, self._dbs() + [_wire(a) for a in args])
+        return await self._main.eval(script, keys, self._dbs() + [wire_value(a) for a in args])
 
     # -- reads -----------------------------------------------------------------------------------
     async def get(self, arcid: str) -> dict[str, Any] | None:
@@ -685,8 +685,18 @@ class ArchiveStore:
 
 
 def filename_stem(path: str) -> str:
-    """The archive ``name``: the basename without its last extension (Perl's ``fileparse``)."""
+    """The archive ``name``: the basename without its last extension (Perl's ``fileparse``).
+
+    A basename that is not valid UTF-8 is read as Latin-1, byte for byte, as the original's
+    ``redis_encode`` of Perl's byte string does: names and titles are then always text, so
+    such an archive is listed, searched, sorted and shown like any other (``file`` keeps the
+    raw bytes, so it is still found on disk).
+    """
     base = os.path.basename(path)
+    try:
+        base.encode("utf-8")
+    except UnicodeEncodeError:
+        base = os.fsencode(base).decode("latin-1")
     return base.rsplit(".", 1)[0] if "." in base else base
 
 

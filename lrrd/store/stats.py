@@ -19,7 +19,9 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 import txredisapi
 from twisted.logger import Logger
 
-from lrrd.store.archives import ARCHIVE_KEY_PATTERN, STATS_VERSION_KEY, as_text
+from lrrd.store.archives import (
+    ARCHIVE_KEY_PATTERN, STATS_VERSION_KEY, as_text, wire_value,
+)
 from lrrd.store.changes import publish_reload
 from lrrd.store.redis import DB, RedisStore, StoreError, StoreUnavailable
 
@@ -141,7 +143,7 @@ async def read_archive_fields(redis: RedisStore, ids: Sequence[str], names: Sequ
     for start in range(0, len(ids), batch):
         chunk = ids[start:start + batch]
         replies = await main.eval(_FIELDS_OF, [], [str(len(names)), *names,
-                                                   *[_wire(arcid) for arcid in chunk]])
+                                                   *[wire_value(arcid) for arcid in chunk]])
         replies = list(replies or [])
         replies.extend([None] * (len(chunk) - len(replies)))
         out.extend(list(reply) if isinstance(reply, list) else None for reply in replies)
@@ -203,16 +205,6 @@ def _bulk_payload(batch: list[list[Any]]) -> bytes:
     the raw bytes they stand for (Lua's cjson passes bytes through), as Redis stored them."""
     return json.dumps(batch, ensure_ascii=False, separators=(",", ":")).encode(
         "utf-8", "surrogateescape")
-
-
-def _wire(value: Any) -> Any:
-    """Text from an undecodable filename carries surrogates: send its raw bytes instead."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return os.fsencode(value)
-    return value
 
 
 class StatsStore:
