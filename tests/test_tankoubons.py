@@ -603,6 +603,45 @@ class TankApiTests(ApiTestCase):
             self.assertEqual((await self.get(f"/api/tankoubons/{tank}")).json["archives"], [])
         return d(run())
 
+    def test_tank_follows_member_edit_and_deletion_over_http(self) -> Deferred[None]:
+        """Through the archive API: a member's tag edit re-imputes its tank (INDEX_ and grouped
+        search follow), a member's deletion drops its tags, the last one's ungroups the tank."""
+        async def run() -> None:
+            index = self.services().search_index
+            index.startService()
+            self.addCleanup(index.stopService)
+            await index.when_loaded()
+
+            async def found(term: str) -> list[str]:
+                await index.sync()
+                response = await self.get("/api/search", params={"filter": term})
+                self.assertEqual(response.status, 200)
+                return [row["arcid"] for row in response.json["data"]]
+
+            tank = await self.create("T")
+            await self.put(f"/api/tankoubons/{tank}/{A}")
+            await self.put(f"/api/tankoubons/{tank}/{C}")
+            self.assertEqual(await found("horror"), [tank])
+            edit = await self.put(f"/api/archives/{C}/metadata", params={"tags": "comedy"})
+            self.assertEqual(edit.status, 200, edit.body)
+            self.assertNotIn(tank, await self.search("smembers", "INDEX_horror"))
+            self.assertIn(tank, await self.search("smembers", "INDEX_comedy"))
+            self.assertEqual(await found("horror"), [])
+            self.assertEqual(await found("comedy"), [tank])
+            self.assertEqual(await found("artist:kuro"), [tank])
+
+            gone = await self.delete(f"/api/archives/{A}")
+            self.assertEqual(gone.status, 200, gone.body)
+            self.assertNotIn(tank, await self.search("smembers", "INDEX_artist:kuro"))
+            self.assertEqual(await found("artist:kuro"), [])
+            self.assertEqual(await found("comedy"), [tank])
+            self.assertEqual((await self.delete(f"/api/archives/{C}")).status, 200)
+            self.assertNotIn(tank, await self.search("smembers", "INDEX_comedy"))
+            self.assertNotIn(tank, await self.grouped())
+            self.assertEqual(await found("comedy"), [])
+        return d(run())
+
+
 def as_path(fields: Any) -> str:
     raw = fields["file"]
     return raw.decode() if isinstance(raw, bytes) else raw

@@ -23,6 +23,7 @@ from lrrd.api.root import ACCESS_ATTR, AUTHENTICATED_ATTR
 from lrrd.api.streaming import send_file
 from lrrd.images import ImageError, cover_path, page_thumb_path, resize_page
 from lrrd.jobs.registry import UnknownTask
+from lrrd.library.tank_upkeep import delete_archive, set_archive_tags
 from lrrd.library.thumbnails import ThumbnailError, thumbnail_format
 from lrrd.library.reader import (
     ArchiveError,
@@ -256,6 +257,10 @@ class ArchivesApi:
         self._thumbdir = thumbdir
         self._categories = categories
         self._tankoubons = tankoubons
+        #: The tanks a tag edit or a deletion re-imputes: they exist in Redis whether or not
+        #: this area was given their store to list them.
+        self._tank_upkeep = tankoubons if tankoubons is not None else TankoubonStore(
+            archives._redis, clock=clock)
         self._jobs = jobs
         self._thumbnails = thumbnails
         self._clock = clock
@@ -388,7 +393,8 @@ class ArchivesApi:
                 if title is not None:
                     await self._archives.set_title(arcid, title)
                 if tags is not None:
-                    await self._archives.set_tags(arcid, tags.strip())
+                    await set_archive_tags(self._archives, self._tank_upkeep, arcid,
+                                           tags.strip())
                 if summary is not None:
                     await self._archives.set_summary(arcid, summary)
                 current = await self._archives.get_fields(arcid, "title", "name")
@@ -407,7 +413,7 @@ class ArchivesApi:
             async with self._locked(arcid):
                 fields = await self._archives.get_fields(arcid, "file")
                 path = as_text(fields.get("file"))
-                existed = await self._archives.delete(arcid)
+                existed = await delete_archive(self._archives, self._tank_upkeep, arcid)
                 if path:
                     await self._archives.filemap_delete(path)
         except LockBusy:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.logger import Logger
 
+from lrrd.library.tank_upkeep import refresh_tanks_of_many
 from lrrd.store.archives import ARCHIVE_ID_RE, as_text
 from lrrd.store.backup import BackupStore
 from lrrd.store.categories import CATEGORY_ID_RE
@@ -223,11 +224,17 @@ async def restore_backup(services: Services, backup: Mapping[str, Any]) -> None:
     old_tags = dict(zip(members, await services.tankoubons.member_tags(members)))
 
     limit = DeferredSemaphore(RESTORE_CONCURRENCY)
-    await _run_all([limit.run(_restore_archive, services, store, entry) for entry in archives])
+    #: archive id -> its tags before the restore, for those whose tags it changed.
+    changed: dict[str, str] = {}
+    await _run_all([limit.run(_restore_archive, services, store, entry, changed)
+                    for entry in archives])
 
     for tank_id, ids in restored_tanks:
         stale = [tag for arcid in ids for tag in old_tags.get(arcid, "").split(",")]
         await services.tankoubons.refresh_imputed(tank_id, stale)
+    # Tanks the backup does not hold still impute the restored archives' tags.
+    restored = {tank_id for tank_id, _ in restored_tanks}
+    await refresh_tanks_of_many(services.tankoubons, changed, skip=restored)
 
     stamps = []
     for stamp in _objects(backup.get("stamps")):
@@ -241,13 +248,15 @@ async def restore_backup(services: Services, backup: Mapping[str, Any]) -> None:
 
 
 async def _restore_archive(services: Services, store: BackupStore,
-                           entry: Mapping[str, Any]) -> None:
+                           entry: Mapping[str, Any], changed: dict[str, str]) -> None:
     arcid = entry["arcid"]
     archives = services.archives
     title = _text(entry.get("title"))
     if title.strip():
         await archives.set_title(arcid, title, invalidate=False)
-    await archives.set_tags(arcid, _text(entry.get("tags")))
+    old, new = await archives.change_tags(arcid, _text(entry.get("tags")))
+    if new != old:
+        changed[arcid] = old
     fields: dict[str, str] = {"summary": _text(entry.get("summary"))}
     raw_stamps = entry.get("stamps")
     if isinstance(raw_stamps, str):

@@ -24,6 +24,7 @@ from lrrd.library.backup import (
     restore_backup as restore_from_backup,
     write_backup_file,
 )
+from lrrd.library.tank_upkeep import delete_archive
 from lrrd.store.archives import as_text, index_tags, is_untagged, source_urls, title_member
 from lrrd.store.bootstrap import ensure_initialised
 from lrrd.store.config import ConfigStore
@@ -88,9 +89,7 @@ async def clean_database(services: Services) -> tuple[int, int]:
     unlinked = 0
     for (arcid, row), path, present in zip(hashes, files, exists):
         if not present:
-            tanks = await services.tankoubons.tanks_of_archive(arcid)
-            if await archives.delete(arcid):
-                await services.tankoubons.refresh_tanks(tanks, as_text(row[1]))
+            await delete_archive(archives, services.tankoubons, arcid)
             deleted += 1
             continue
         if not filemap or arcid in known_ids:

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from lrrd.library.formats import ArchiveError
 from lrrd.library.identity import EmptyArchiveError, compute_id
+from lrrd.library.tank_upkeep import set_archive_tags
 from lrrd.library.thumbnails import (
     ThumbnailError,
     move_thumbnails,
@@ -328,7 +329,7 @@ class Importer:
                 contents = None
         date_added = self._date_added(await self._options(), probe)
         if date_added:
-            await archives.set_tags(arcid, date_added, append=True)
+            await set_archive_tags(archives, services.tankoubons, arcid, date_added, append=True)
         fields: dict[str, str] = {"arcsize": str(probe.size)}
         if contents is not None:
             fields["pagecount"] = str(contents.pagecount)

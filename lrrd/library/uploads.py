@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from lrrd.library.identity import EmptyArchiveError, compute_id, is_archive_filename
 from lrrd.library.importer import IMPORT_LOCK_TTL
+from lrrd.library.tank_upkeep import delete_archive, set_archive_tags
 from lrrd.library.thumbnails import remove_thumbnails
 from lrrd.logtext import log_text
 from lrrd.store.archives import as_text, filename_stem
@@ -123,7 +124,7 @@ async def _remove_archive(services: Services, arcid: str) -> None:
     """``replacedupe``: drop the old archive (entry, file, thumbnails, filemap) first."""
     fields = await services.archives.get_fields(arcid, "file")
     path = as_text(fields.get("file"))
-    await services.archives.delete(arcid)
+    await delete_archive(services.archives, services.tankoubons, arcid)
     if path:
         await services.pools.run_io(_unlink_quietly, path)
         await services.archives.filemap_delete(path)
@@ -184,7 +185,8 @@ async def handle_incoming_file(
                 size = (await pools.run_io(os.stat, temp_path)).st_size
                 created = await archives.create(arcid, str(target), size)
                 if tags and tags.strip():
-                    await archives.set_tags(arcid, tags, append=not created)
+                    await set_archive_tags(archives, services.tankoubons, arcid, tags,
+                                           append=not created)
                 if title:
                     await archives.set_title(arcid, title)
                 if summary:
@@ -196,7 +198,7 @@ async def handle_incoming_file(
                              name=log_text(filename), folder=log_text(str(content)),
                              error=log_text(exc.strerror or str(exc)))
                     if created:
-                        await archives.delete(arcid)
+                        await delete_archive(archives, services.tankoubons, arcid)
                     raise UploadRefused("not_moved",
                                         "The file couldn't be moved to your content folder!",
                                         arcid) from None

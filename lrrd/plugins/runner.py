@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 from twisted.logger import Logger
 
 from lrrd.library.importer import AutoPluginReport
+from lrrd.library.tank_upkeep import set_archive_tags
 from lrrd.plugins.context import (
     DownloadContext,
     LibraryAccess,
@@ -284,7 +285,8 @@ class PluginRunner:
             succeeded += 1
             new_tags = result.get("new_tags", "")
             if new_tags.strip():
-                await archives.set_tags(arcid, new_tags, append=True)
+                await set_archive_tags(archives, self.services.tankoubons, arcid, new_tags,
+                                       append=True)
                 added += len([t for t in new_tags.split(",") if t.strip()])
             title = result.get("title")
             if title and await archives.set_title(arcid, title):

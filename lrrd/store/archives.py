@@ -531,12 +531,19 @@ class ArchiveStore:
         ]))
 
     async def set_tags(self, arcid: str, tags: str, append: bool = False) -> str:
-        """Normalise and store tags, moving the id between tag indexes; returns the new string."""
+        """Normalise and store tags, moving the id between tag indexes; returns the new string.
+        (Callers outside the store use ``lrrd.library.tank_upkeep.set_archive_tags``, which
+        also re-imputes the tanks holding the archive.)"""
+        return (await self.change_tags(arcid, tags, append))[1]
+
+    async def change_tags(self, arcid: str, tags: str, append: bool = False) -> tuple[str, str]:
+        """``set_tags`` that returns (the tags it replaced, the new tags): the old ones are what
+        the compare-and-set saw, so a tank's stale imputations are known exactly."""
         for _ in range(_CAS_RETRIES):
             current = as_text(await self._main.hget(arcid, "tags"))
             if append:
                 if not tags.strip():
-                    return current
+                    return current, current
                 new = normalize_tags(current + "," + tags)
             else:
                 new = normalize_tags(tags)
@@ -552,7 +559,7 @@ class ArchiveStore:
             if result == -1:
                 raise ArchiveNotFound(arcid)
             if result == 1:
-                return new
+                return current, new
         raise StoreError(f"tags of {arcid} keep changing; gave up")
 
     async def set_title(self, arcid: str, title: str, invalidate: bool = True) -> bool:
