@@ -340,7 +340,8 @@ def _perl_str(value: Any) -> str:
     return str(value)
 
 
-def _data_type(value: Any) -> str:
+def json_type_name(value: Any) -> str:
+    """The JSON type of a decoded value, in the validator's words ("object", "number"...)."""
     if isinstance(value, dict):
         return "object"
     if isinstance(value, list):
@@ -385,7 +386,7 @@ def _guessed_type(schema: Mapping[str, Any], value: Any) -> str:
     """JSON::Validator's schema_type() for a schema without ``type``, checked against the data."""
     for guess, keywords in _TYPE_HINTS:
         if any(k in schema for k in keywords):
-            return guess if _data_type(value) == guess else ""
+            return guess if json_type_name(value) == guess else ""
     return ""
 
 
@@ -472,16 +473,16 @@ class _Validator:
         if kind == "array":
             return self._array(value, schema, path), value
         if kind == "null":
-            return ([] if value is None else [_type_failure(path, "null", _data_type(value))]), value
+            return ([] if value is None else [_type_failure(path, "null", json_type_name(value))]), value
         if kind == "object":
-            return ([] if isinstance(value, dict) else [_type_failure(path, "object", _data_type(value))]), value
+            return ([] if isinstance(value, dict) else [_type_failure(path, "object", json_type_name(value))]), value
         return [], value
 
     def _string(self, value: Any, schema: Mapping[str, Any], path: str) -> list[_Failure]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = _perl_str(value)  # coerce: strings => 1 in OpenAPI
         if not isinstance(value, str):
-            return [_type_failure(path, "string", _data_type(value))]
+            return [_type_failure(path, "string", json_type_name(value))]
         failures = []
         check = _FORMATS.get(str(schema.get("format", "")))
         if check is not None and (problem := check(value)) is not None:
@@ -497,7 +498,7 @@ class _Validator:
 
     def _number(self, value: Any, schema: Mapping[str, Any], path: str, expected: str) -> tuple[list[_Failure], Any]:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            return [_type_failure(path, expected, _data_type(value))], value
+            return [_type_failure(path, expected, json_type_name(value))], value
         if isinstance(value, str):
             if not _NUMBER.match(value):
                 return [_type_failure(path, expected, "string")], value
@@ -539,7 +540,7 @@ class _Validator:
             return failures, value
         text = value if isinstance(value, str) else _perl_str(value)
         if not _INTEGER.match(text):
-            return [_type_failure(path, "integer", _data_type(value))], value
+            return [_type_failure(path, "integer", json_type_name(value))], value
         return [], coerced
 
     def _boolean(self, value: Any, path: str) -> tuple[list[_Failure], Any]:
@@ -551,11 +552,11 @@ class _Validator:
                 return [], False
             if _TRUE.match(text):
                 return [], True
-        return [_type_failure(path, "boolean", _data_type(value))], value
+        return [_type_failure(path, "boolean", json_type_name(value))], value
 
     def _array(self, value: Any, schema: Mapping[str, Any], path: str) -> list[_Failure]:
         if not isinstance(value, list):
-            return [_type_failure(path, "array", _data_type(value))]
+            return [_type_failure(path, "array", json_type_name(value))]
         failures = []
         if isinstance(schema.get("minItems"), int) and len(value) < schema["minItems"]:
             failures.append(_Failure(path, f"Not enough items: {len(value)}/{schema['minItems']}."))

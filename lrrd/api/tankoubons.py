@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from lrrd.api.area import area_app, arg, field
+from lrrd.api.contract import json_type_name
 from lrrd.api.errors import ApiError, ValidationFailed, api_response, write_json
 from lrrd.api.locking import write_lock
 from lrrd.api.root import ACCESS_ATTR, AUTHENTICATED_ATTR
@@ -45,24 +46,10 @@ def _read_file(path: str) -> bytes | None:
         return None
 
 
-def _type_name(value: Any) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "string"
-
-
 def _expect(value: Any, kind: str, path: str) -> None:
     """Refuse a body field of the wrong JSON type the way the original's validator words it."""
-    if _type_name(value) != kind:
-        raise ValidationFailed([(f"Expected {kind} - got {_type_name(value)}.", path)])
+    if json_type_name(value) != kind:
+        raise ValidationFailed([(f"Expected {kind} - got {json_type_name(value)}.", path)])
 
 
 def parse_update_body(raw: bytes) -> dict[str, Any]:

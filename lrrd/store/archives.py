@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import unicodedata
 from typing import Any, Iterable, Mapping, Sequence
 
-from lrrd.store.redis import DB, RedisStore, StoreError, gather
+from lrrd.store.redis import DB, ScriptedStore, StoreError, gather
 
 CHANGES_CHANNEL = "lrrd:archives"
 
@@ -446,23 +445,8 @@ def _counted(items: Sequence[str]) -> list[str]:
     return [str(len(items)), *items]
 
 
-class ArchiveStore:
+class ArchiveStore(ScriptedStore):
     """Reads and writes archive hashes, the filemap and the indexes that follow them."""
-
-    def __init__(self, redis: RedisStore, clock: Any = None) -> None:
-        self._redis = redis
-        self._clock = clock
-
-    # -- helpers ---------------------------------------------------------------------------------
-    def _now(self) -> str:
-        return str(int(self._clock.seconds() if self._clock is not None else time.time()))
-
-    @property
-    def _main(self):  # type: ignore[no-untyped-def]
-        return self._redis.db(DB.MAIN)
-
-    def _dbs(self) -> list[str]:
-        return [str(self._redis.db(DB.MAIN).number), str(self._redis.db(DB.SEARCH).number)]
 
     async def _eval(self, script: str, keys: list[str], args: list[Any]) -> Any:
         return await self._main.eval(script, keys, self._dbs() + [wire_value(a) for a in args])

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from lrrd.store.archives import ARCHIVE_ID_RE, CHANGES_CHANNEL, as_text, nfc
-from lrrd.store.redis import DB, RedisStore, gather
+from lrrd.store.redis import ScriptedStore, gather
 
 CATEGORY_KEY_PATTERN = "SET_" + "?" * 10
 CATEGORY_ID_RE = re.compile(r"^SET_\d{10}$")
@@ -230,22 +229,8 @@ def is_member_id(value: str) -> bool:
     return bool(ARCHIVE_ID_RE.match(value) or TANK_ID_RE.match(value))
 
 
-class CategoryStore:
+class CategoryStore(ScriptedStore):
     """Category hashes plus the bookmark link."""
-
-    def __init__(self, redis: RedisStore, clock: Any = None) -> None:
-        self._redis = redis
-        self._clock = clock
-
-    def _now(self) -> str:
-        return str(int(self._clock.seconds() if self._clock is not None else time.time()))
-
-    @property
-    def _main(self):  # type: ignore[no-untyped-def]
-        return self._redis.db(DB.MAIN)
-
-    def _dbs(self) -> list[str]:
-        return [str(self._redis.db(DB.MAIN).number), str(self._redis.db(DB.SEARCH).number)]
 
     # -- reads -----------------------------------------------------------------------------------
     async def ids(self) -> list[str]:

@@ -9,6 +9,7 @@ waits forever for a connection.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
@@ -225,3 +226,25 @@ async def gather(*deferreds: Deferred[Any]) -> list[Any]:
     except FirstError as exc:
         exc.subFailure.raiseException()
         raise  # unreachable; keeps type checkers content
+
+
+class ScriptedStore:
+    """Base of the stores whose multi-key writes are Lua scripts run in the main database.
+
+    Their scripts take the main and search database numbers first (a script SELECTs the search
+    database to keep its indexes in step) and stamp writes with the store's clock.
+    """
+
+    def __init__(self, redis: RedisStore, clock: Any = None) -> None:
+        self._redis = redis
+        self._clock = clock
+
+    def _now(self) -> str:
+        return str(int(self._clock.seconds() if self._clock is not None else time.time()))
+
+    @property
+    def _main(self) -> Db:
+        return self._redis.db(DB.MAIN)
+
+    def _dbs(self) -> list[str]:
+        return [str(self._redis.db(DB.MAIN).number), str(self._redis.db(DB.SEARCH).number)]

@@ -21,7 +21,6 @@ members; ``PUT /tankoubons/{id}`` checks every archive before writing anything.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -29,7 +28,7 @@ from lrrd.store.archives import (
     ARCHIVE_ID_RE, CHANGES_CHANNEL, STATS_LUA, as_int, as_text, index_tags, nfc,
     normalize_tags, tag_list, title_member,
 )
-from lrrd.store.redis import DB, RedisStore, StoreError, gather
+from lrrd.store.redis import ScriptedStore, StoreError, gather
 
 TANK_KEY_PATTERN = "TANK_" + "?" * 10
 TANK_ID_RE = re.compile(r"^TANK_\d{10}$")
@@ -444,22 +443,8 @@ def _counted(items: Iterable[str]) -> list[str]:
 
 
 # ---- the store -----------------------------------------------------------------------------------
-class TankoubonStore:
+class TankoubonStore(ScriptedStore):
     """Reads and writes tank sorted sets and the search-database entries that follow them."""
-
-    def __init__(self, redis: RedisStore, clock: Any = None) -> None:
-        self._redis = redis
-        self._clock = clock
-
-    def _now(self) -> str:
-        return str(int(self._clock.seconds() if self._clock is not None else time.time()))
-
-    @property
-    def _main(self):  # type: ignore[no-untyped-def]
-        return self._redis.db(DB.MAIN)
-
-    def _dbs(self) -> list[str]:
-        return [str(self._redis.db(DB.MAIN).number), str(self._redis.db(DB.SEARCH).number)]
 
     async def _eval(self, script: str, keys: list[str], args: list[Any]) -> Any:
         return await self._main.eval(script, keys, self._dbs() + [self._now(), CHANGES_CHANNEL]
