@@ -18,13 +18,13 @@ import uuid
 from dataclasses import dataclass, field, replace
 from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Sequence, cast
 from urllib.parse import unquote, urlsplit
 
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
@@ -325,7 +325,7 @@ class _BodyReceiver(Protocol):
         if self._ended is None:
             self._ended = Failure(reason)
             if self.transport is not None:
-                self.transport.stopProducing()
+                cast(IPushProducer, self.transport).stopProducing()
             self._settle()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
@@ -341,7 +341,7 @@ class _BodyReceiver(Protocol):
         self._flush()
         if len(self._buffer) > _PAUSE_ABOVE and not self._paused and self.transport is not None:
             self._paused = True
-            self.transport.pauseProducing()
+            cast(IPushProducer, self.transport).pauseProducing()
 
     def _flush(self, final: bool = False) -> None:
         if self._writing is not None or not (len(self._buffer) >= _CHUNK_FLUSH or (final and self._buffer)):
@@ -355,7 +355,7 @@ class _BodyReceiver(Protocol):
         if self._paused and len(self._buffer) <= _PAUSE_ABOVE and self._ended is None:
             self._paused = False
             if self.transport is not None:
-                self.transport.resumeProducing()
+                cast(IPushProducer, self.transport).resumeProducing()
         self._flush(final=self._ended is not None)
         self._settle()
 
@@ -484,7 +484,7 @@ class GuardedHttpClient:
             # hyperlink (under treq) cannot put an IPv6 literal back into a URL; the agent
             # underneath can, and the guard is the same.
             agent = CookieAgent(client._agent, client._cookiejar)  # noqa: SLF001
-            pending = agent.request(method.encode("ascii"), url.encode("ascii"),
+            pending: Deferred[Any] = agent.request(method.encode("ascii"), url.encode("ascii"),
                                     Headers(self._headers(headers)))
         else:
             pending = client.request(method, url, headers=self._headers(headers),  # type: ignore[arg-type]
@@ -583,7 +583,7 @@ class GuardedHttpClient:
 class _Discard(Protocol):
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self.transport is not None:
-            self.transport.stopProducing()
+            cast(IPushProducer, self.transport).stopProducing()
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # noqa: N802
         pass

@@ -149,10 +149,9 @@ def socket_accepts(path: Path) -> bool:
 class EmbeddedRedis(service.MultiService):
     """Runs and restarts ``redis-server``; ``when_ready()`` fires once it answers PING."""
 
-    name = "embedded-redis"
-
     def __init__(self, data_dir: Path, binary: str, reactor: Any) -> None:
         super().__init__()
+        self.setName("embedded-redis")
         self.redis_dir = data_dir.resolve() / "redis"
         self.binary = binary
         self.socket_path = socket_path_for(self.redis_dir)
@@ -161,7 +160,8 @@ class EmbeddedRedis(service.MultiService):
         self._probe: LoopingCall | None = None
         self.monitor = ProcessMonitor(reactor=reactor)
         # Restart quickly: the API is answering 503 meanwhile.
-        self.monitor.minRestartDelay = 0.2
+        # Twisted's stubs say int; ProcessMonitor computes with any number of seconds.
+        self.monitor.minRestartDelay = 0.2  # type: ignore[assignment]
         self.monitor.maxRestartDelay = 5
         self.monitor.threshold = 1
         self.monitor.killTime = 10

@@ -83,10 +83,9 @@ class Options(usage.Options):
 class StoreService(service.Service):
     """Connects to Redis and writes what a start must write; retries while Redis is down."""
 
-    name = "store"
-
     def __init__(self, redis: RedisStore, settings: Settings, reactor: Any,
                  embedded: EmbeddedRedis | None = None) -> None:
+        self.setName("store")
         self.redis = redis
         self.settings = settings
         self._reactor = reactor

@@ -146,8 +146,6 @@ class Watcher(service.Service):
     processes of role ``all`` or ``worker`` start it, and of those only the lease holder watches.
     """
 
-    name = "watcher"
-
     def __init__(
         self,
         services: Services,
@@ -161,6 +159,7 @@ class Watcher(service.Service):
     ) -> None:
         self.services = services
         self.store = ShinobuStore(services.redis)
+        self.setName("watcher")
         self._clock = clock if clock is not None else services.reactor
         self.rescan_interval = (services.settings.rescan_interval if rescan_interval is None
                                 else rescan_interval)

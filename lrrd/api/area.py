@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from klein import Klein
@@ -20,7 +20,8 @@ def _handle_errors(instance: Any, request: IRequest, failure: Failure) -> bytes:
 def area_app() -> Klein:
     """A Klein app whose handlers may raise ``ApiError`` (or fail at all) and still answer JSON."""
     app = Klein()
-    app.handle_errors(Exception)(_handle_errors)
+    # Klein's typing wants a bound method; it calls a plain function with the instance too.
+    app.handle_errors(Exception)(cast(Any, _handle_errors))
     return app
 
 

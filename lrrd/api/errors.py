@@ -111,3 +111,21 @@ def error_body(failure: Failure) -> tuple[int, dict[str, Any]]:
 def render_failure(request: IRequest, failure: Failure) -> bytes:
     status, body = error_body(failure)
     return write_json(request, body, status)
+
+
+def request_gone(request: IRequest) -> bool:
+    """Finished already, or the client went away: nothing more may be written."""
+    return bool(getattr(request, "finished", False) or getattr(request, "_disconnected", False))
+
+
+def finish_with(request: IRequest, body: bytes) -> None:
+    """Write the body and finish, for resources that render asynchronously."""
+    if not request_gone(request):
+        request.write(body)
+        request.finish()
+
+
+def finish_with_failure(failure: Failure, request: IRequest) -> None:
+    """An errback for asynchronous renders: the failure's JSON, never a hung request."""
+    if not request_gone(request):
+        finish_with(request, render_failure(request, failure))

@@ -17,7 +17,7 @@ from twisted.web.iweb import IRequest
 
 from lrrd.api.auth import has_valid_key, is_authenticated
 from lrrd.api.contract import Contract, validate_body, validate_request
-from lrrd.api.errors import ValidationFailed, render_failure, write_json
+from lrrd.api.errors import ValidationFailed, finish_with, finish_with_failure, write_json
 from lrrd.store.config import AccessSettings
 from lrrd.store.redis import StoreUnavailable
 
@@ -110,16 +110,10 @@ class ApiRoot(resource.Resource):
         return server.NOT_DONE_YET
 
     def _failed(self, failure: Failure, request: IRequest) -> None:
-        if request.finished or getattr(request, "_disconnected", False):
-            return
-        body = render_failure(request, failure)
-        request.write(body)
-        request.finish()
+        finish_with_failure(failure, request)
 
     def _finish(self, request: IRequest, body: bytes) -> None:
-        if not request.finished and not getattr(request, "_disconnected", False):
-            request.write(body)
-            request.finish()
+        finish_with(request, body)
 
     async def admit(self, request: IRequest) -> AccessSettings:
         """The outer gates of every ``/api`` request and of the DataTables ``/search``:

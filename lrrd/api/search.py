@@ -22,7 +22,8 @@ from twisted.web.iweb import IRequest
 from lrrd.api.area import area_app, arg
 from lrrd.api.auth import has_valid_key
 from lrrd.api.errors import (
-    JSON_TYPE, ApiError, ValidationFailed, api_response, json_bytes, render_failure, write_json,
+    JSON_TYPE, ApiError, ValidationFailed, api_response, finish_with, finish_with_failure,
+    json_bytes, write_json,
 )
 from lrrd.api.root import NOFUN_BODY, ApiRoot
 from lrrd.search.engine import (
@@ -252,14 +253,10 @@ class DataTablesSearch(resource.Resource):
         return server.NOT_DONE_YET
 
     def _failed(self, failure: Failure, request: IRequest) -> None:
-        if not request.finished and not getattr(request, "_disconnected", False):
-            request.write(render_failure(request, failure))
-            request.finish()
+        finish_with_failure(failure, request)
 
     def _finish(self, request: IRequest, body: bytes) -> None:
-        if not request.finished and not getattr(request, "_disconnected", False):
-            request.write(body)
-            request.finish()
+        finish_with(request, body)
 
     async def _serve(self, request: IRequest) -> None:
         settings = await self._api.admit(request)

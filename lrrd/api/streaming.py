@@ -11,11 +11,12 @@ import os
 import re
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.web import server
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
@@ -72,7 +73,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 class ThreadedFileProducer:
     """Writes ``length`` bytes of an open file from ``offset``, reading chunks in the io pool."""
 
-    def __init__(self, request: IRequest, handle: BinaryIO, offset: int, length: int,
+    def __init__(self, request: server.Request, handle: BinaryIO, offset: int, length: int,
                  pools: Pools) -> None:
         self._request = request
         self._handle = handle
@@ -209,6 +210,7 @@ async def send_file(request: IRequest, path: str, pools: Pools, headers: dict[by
         pools.run_io(handle.close)
         request.finish()
         return
-    producer = ThreadedFileProducer(request, handle, first, length, pools)
+    # send_file is only ever given twisted.web requests, which are also consumers.
+    producer = ThreadedFileProducer(cast(server.Request, request), handle, first, length, pools)
     producer.start()
     await producer.done

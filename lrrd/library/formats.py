@@ -28,7 +28,6 @@ from typing import Any
 
 import libarchive
 import pypdfium2
-from PIL import Image
 
 from lrrd.library.pages import APPLE_HEAD_BYTES, is_apple_double, is_apple_junk_path, is_image_name, sort_pages
 

@@ -117,7 +117,7 @@ async def regen_all_thumbnails(job: JobContext, thumbdir: Any = None,
         except ThumbnailError as exc:
             errors.append(str(exc))
 
-    await _all([limit.run(lambda a=arcid: Deferred.fromCoroutine(one(a))) for arcid in todo])
+    await _all([limit.run(Deferred.fromCoroutine, one(arcid)) for arcid in todo])
 
     tanks = getattr(services, "tankoubons", None)
     if tanks is not None:
