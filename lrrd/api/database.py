@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Collection, Iterable
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 from twisted.web.iweb import IRequest
 
+from lrrd.jsonbody import latin1_fallback
 from lrrd.api.archives import disposition
 from lrrd.api.area import area_app, arg
 from lrrd.api.errors import JSON_TYPE, ApiError, api_response, write_json
@@ -92,9 +93,9 @@ def stats_body(stats: Iterable[tuple[str, int]], excluded: Collection[str]) -> b
         namespace, text = split_tag(tag)
         if excluded and namespace.lower() in excluded:
             continue
-        parts.append('{"namespace":' + _quote(namespace) + ',"text":' + _quote(text)
-                     + ',"weight":' + str(weight) + "}")
-    return ("[" + ",".join(parts) + "]").encode("utf-8", "surrogateescape")
+        parts.append('{"namespace":' + _quote(latin1_fallback(namespace)) + ',"text":'
+                     + _quote(latin1_fallback(text)) + ',"weight":' + str(weight) + "}")
+    return ("[" + ",".join(parts) + "]").encode("utf-8")
 
 
 class StatsBodies:

@@ -6,7 +6,6 @@ ever sees a traceback (unexpected ones are logged with theirs).
 
 from __future__ import annotations
 
-import json
 from html import escape
 from typing import Any, Mapping
 
@@ -14,6 +13,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from lrrd.jsonbody import encode_json
 from lrrd.store.redis import StoreUnavailable
 
 log = Logger()
@@ -22,8 +22,8 @@ JSON_TYPE = b"application/json;charset=UTF-8"
 
 
 def json_bytes(obj: Any) -> bytes:
-    """Keys sorted like Mojolicious's encoder, compact, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Keys sorted like Mojolicious's encoder, compact, UTF-8 (see ``lrrd.jsonbody``)."""
+    return encode_json(obj)
 
 
 def write_json(request: IRequest, obj: Any, status: int = 200) -> bytes:

@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from lrrd.jsonbody import encode_json, latin1_fallback
 from lrrd.search.natural import (
     NotKeyable, namespace_sort_value, natural_key, natural_string_key,
 )
@@ -57,7 +58,7 @@ _DATE_NAMESPACES = ("date_added", "timestamp")
 
 def json_body(obj: Any) -> bytes:
     """The API's JSON encoding (sorted keys, compact, UTF-8), so cached bytes splice in."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return encode_json(obj)
 
 
 def _lower(text: str) -> str:
@@ -101,14 +102,26 @@ class ArchiveEntry:
         toc = _EMPTY_LIST if not raw_toc else json_body(toc_list(raw_toc)).decode("utf-8")
         #: The archive's JSON (``archive_json``'s, keys sorted), encoded once: listings and
         #: result pages splice these bytes together.
-        self.json: bytes = (
-            '{"arcid":' + _quote(arcid) + ',"extension":' + _quote(extension_of(self.file))
-            + ',"filename":' + _quote(name) + ',"isnew":' + ("true" if self.isnew else "false")
-            + ',"lastreadtime":' + str(self.lastreadtime) + ',"pagecount":' + str(self.pagecount)
-            + ',"progress":' + str(self.progress) + ',"size":' + str(self.size)
-            + ',"summary":' + _quote(as_text(get("summary"))) + ',"tags":' + _quote(tags)
-            + ',"title":' + _quote(title) + ',"toc":' + toc + "}"
-        ).encode("utf-8", "surrogateescape")
+        summary = as_text(get("summary"))
+
+        def encoded(quote: Callable[[str], str]) -> str:
+            return (
+                '{"arcid":' + quote(arcid) + ',"extension":' + quote(extension_of(self.file))
+                + ',"filename":' + quote(name) + ',"isnew":' + ("true" if self.isnew else "false")
+                + ',"lastreadtime":' + str(self.lastreadtime) + ',"pagecount":'
+                + str(self.pagecount) + ',"progress":' + str(self.progress) + ',"size":'
+                + str(self.size) + ',"summary":' + quote(summary) + ',"tags":' + quote(tags)
+                + ',"title":' + quote(title) + ',"toc":' + toc + "}"
+            )
+
+        #: The archive's JSON (``archive_json``'s, keys sorted), encoded once: listings and
+        #: result pages splice these bytes together. Text an older writer stored as raw bytes
+        #: that are not UTF-8 goes out read as Latin-1 (``lrrd.jsonbody``), so the body is
+        #: always valid UTF-8.
+        try:
+            self.json: bytes = encoded(_quote).encode("utf-8")
+        except UnicodeEncodeError:
+            self.json = encoded(lambda text: _quote(latin1_fallback(text))).encode("utf-8")
 
     @property
     def completed(self) -> bool:
