@@ -116,6 +116,32 @@ class StampTests(LibraryApiTestCase):
                 self.assertEqual(response.json["success"], 0)
         return d(run())
 
+    def test_other_keys_are_not_stamps(self) -> Deferred[None]:
+        """Archive, category and tank ids as stamp ids, or as archive ids, are 400s and change nothing."""
+        async def run() -> None:
+            arcid = await self.archive()
+            tank = (await self.request("PUT", "/api/tankoubons?name=T", auth=True)).json["tankoubon_id"]
+            category = (await self.request("PUT", "/api/categories?name=C", auth=True)).json["category_id"]
+            main = self.redis.db(DB.MAIN)
+            before = {key: await main.execute_command("DUMP", key) for key in (arcid, tank, category)}
+            for key in (arcid, tank, category, "LRR_TANKGROUPS"):
+                got = await self.get(f"/api/stamps/{key}")
+                self.assertEqual((got.status, got.json["error"]), (400, "The given stamp does not exist."))
+                put = await self.request("PUT", f"/api/stamps/{key}?content=x&position=1,1", auth=True)
+                self.assertEqual((put.status, put.json["operation"]), (400, "update_stamp"))
+                deleted = await self.request("DELETE", f"/api/stamps/{key}", auth=True)
+                self.assertEqual((deleted.status, deleted.json["operation"]), (400, "delete_stamp"))
+            for key in (tank, category):
+                listed = await self.get(f"/api/archives/{key}/stamps")
+                self.assertEqual((listed.status, listed.json["success"]), (400, 0))
+                by_page = await self.get(f"/api/archives/{key}/stamps/1")
+                self.assertEqual((by_page.status, by_page.json["success"]), (400, 0))
+                added = await self.add_stamp(key, 1)
+                self.assertEqual(added["error"], f"{key} does not exist in the database.")
+            self.assertEqual({key: await main.execute_command("DUMP", key) for key in before}, before)
+            self.assertEqual((await self.get(f"/api/archives/{arcid}")).status, 200)
+        return d(run())
+
     def test_update_keeps_empty_fields(self) -> Deferred[None]:
         """PUT /stamps/{id} changes only the fields given non-empty."""
         async def run() -> None:

@@ -13,9 +13,17 @@ import time
 import unicodedata
 from typing import Any
 
+from lrrd.store.archives import ARCHIVE_ID_RE
 from lrrd.store.redis import DB, RedisStore, gather
 
 STAMP_KEY_RE = re.compile(r"^STAMPS_(\d+)_(\d+)$")
+
+
+def is_stamp_key(key: str) -> bool:
+    """Whether ``key`` names a stamp: the API takes any text as a stamp or archive id, and the
+    main database also holds archives, categories and tankoubons, so anything else is no stamp
+    (reading it as one fails on a tank's sorted set; deleting it would delete an archive)."""
+    return STAMP_KEY_RE.match(key) is not None
 
 #: Results of the add script, besides the new key.
 _NO_ARCHIVE = "-1"
@@ -137,6 +145,8 @@ class StampStore:
 
     async def add(self, arcid: str, page: int, content: str, position: str) -> str:
         """Create a stamp on ``page`` of ``arcid``; returns its key."""
+        if not ARCHIVE_ID_RE.match(arcid):
+            raise StampArchiveMissing(arcid)
         result = _text(await self._main.eval(_ADD, [arcid], [
             str(page), str(self._now_ms()),
             unicodedata.normalize("NFC", content), unicodedata.normalize("NFC", position),
@@ -151,17 +161,23 @@ class StampStore:
 
     async def get(self, key: str) -> dict[str, str] | None:
         """``{"id","content","position"}`` of one stamp, or None."""
+        if not is_stamp_key(key):
+            return None
         fields = await self._main.hgetall(key)
         if not fields:
             return None
         return _stamp_object(key, fields)
 
     async def archive_of(self, key: str) -> str | None:
+        if not is_stamp_key(key):
+            return None
         value = await self._main.hget(key, "archive_id")
         return _text(value) or None
 
     async def keys_of(self, arcid: str) -> list[str] | None:
         """The archive's stamp keys; None when there is no such archive."""
+        if not ARCHIVE_ID_RE.match(arcid):
+            return None
         exists, raw = await gather(self._main.exists(arcid), self._main.hget(arcid, "stamps"))
         if not exists:
             return None
@@ -188,6 +204,8 @@ class StampStore:
 
     async def update(self, key: str, content: str | None, position: str | None) -> bool:
         """Change the non-empty fields given; False when there is no such stamp."""
+        if not is_stamp_key(key):
+            return False
         result = await self._main.eval(_UPDATE, [key], [
             unicodedata.normalize("NFC", content or ""), unicodedata.normalize("NFC", position or ""),
         ])
@@ -195,6 +213,8 @@ class StampStore:
 
     async def remove(self, key: str) -> bool:
         """Delete a stamp and drop it from its archive's list; False when there is no such stamp."""
+        if not is_stamp_key(key):
+            return False
         result = await self._main.eval(_REMOVE, [key], [])
         return result is not None
 
