@@ -21,6 +21,7 @@ from lrrd.redis_supervisor import EmbeddedRedis, NoRedisServer, find_redis_serve
 from lrrd.store.bootstrap import ensure_initialised
 from lrrd.store.config import ConfigStore
 from lrrd.store.redis import RedisAddress, RedisStore, StoreUnavailable
+from lrrd.store.registry import rebuild_registries
 
 log = Logger()
 
@@ -117,6 +118,11 @@ class StoreService(service.Service):
 
     async def _prepare(self) -> None:
         await ensure_initialised(self.redis)
+        # A database LANraragi wrote (or changed since lrrd last ran) gets its category and tank
+        # registries here, before any write needs them.
+        categories, tanks = await rebuild_registries(self.redis)
+        log.info("Registered {categories} categories and {tanks} tankoubons",
+                 categories=categories, tanks=tanks)
         if self.settings.api_key is not None:
             await ConfigStore(self.redis).set_api_key(self.settings.api_key)
         log.info("Connected to Redis at {where}", where=self.redis.address.describe())

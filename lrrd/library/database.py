@@ -28,6 +28,7 @@ from lrrd.library.tank_upkeep import delete_archive
 from lrrd.store.archives import as_text, index_tags, is_untagged, source_urls, title_member
 from lrrd.store.bootstrap import ensure_initialised
 from lrrd.store.config import ConfigStore
+from lrrd.store.registry import rebuild_registries
 from lrrd.store.stats import RebuildConflict, SearchIndex, StatsStore
 from lrrd.store.tankoubons import Tank
 
@@ -125,6 +126,7 @@ async def drop_database(services: Services) -> None:
         key = (await config.get("apikey"))["apikey"]
     await stats.flush_all()
     await ensure_initialised(services.redis)
+    await rebuild_registries(services.redis)
     if key:
         await config.set_api_key(key)
     await stats.publish_reload()
@@ -229,6 +231,9 @@ async def rebuild_search_db(services: Services) -> SearchIndex:
     long import still gets its ``LAST_JOB_TIME`` (search answers 204 until then).
     """
     stats = StatsStore(services.redis)
+    # The "fix everything" job also re-reads which categories and tanks exist (keys another
+    # program wrote since the start), before the tanks are read from that list.
+    await rebuild_registries(services.redis)
 
     async def compute() -> SearchIndex:
         archives, tanks = await _read_library(services)

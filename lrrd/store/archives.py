@@ -16,6 +16,7 @@ import unicodedata
 from typing import Any, Iterable, Mapping, Sequence
 
 from lrrd.store.redis import DB, ScriptedStore, StoreError, gather
+from lrrd.store.registry import REGISTRY_LUA
 
 CHANGES_CHANNEL = "lrrd:archives"
 
@@ -323,7 +324,8 @@ return 1
 """
 
 # ARGV: main, search, now, channel, title member, n_tags, tags..., n_urls, urls...
-_DELETE = _INVALIDATE + """
+# The categories and tanks are the registered ones (``lrrd.store.registry``), not a KEYS scan.
+_DELETE = _INVALIDATE + REGISTRY_LUA + """
 local id = KEYS[1]
 if redis.call('EXISTS', id) == 0 then return 0 end
 local stamps = redis.call('HGET', id, 'stamps')
@@ -334,7 +336,7 @@ if stamps then
   end
 end
 redis.call('DEL', id)
-for _, key in ipairs(redis.call('KEYS', 'SET_??????????')) do
+for _, key in ipairs(registered('category')) do
   local raw = redis.call('HGET', key, 'archives')
   if raw and string.find(raw, id, 1, true) then
     local ok, list = pcall(cjson.decode, raw)
@@ -348,7 +350,7 @@ for _, key in ipairs(redis.call('KEYS', 'SET_??????????')) do
   end
 end
 local tanks = {}
-for _, key in ipairs(redis.call('KEYS', 'TANK_??????????')) do
+for _, key in ipairs(registered('tank')) do
   if redis.call('ZSCORE', key, id) then
     redis.call('ZREM', key, id)
     table.insert(tanks, key)
@@ -377,7 +379,7 @@ return 1
 """
 
 # KEYS: old, new. ARGV: main, search, now, channel, old member, new member, n_tags, tags..., n_urls, urls...
-_CHANGE_ID = _INVALIDATE + """
+_CHANGE_ID = _INVALIDATE + REGISTRY_LUA + """
 local old, new = KEYS[1], KEYS[2]
 if redis.call('EXISTS', old) == 0 then return -1 end
 if redis.call('EXISTS', new) == 1 then return 0 end
@@ -391,7 +393,7 @@ if stamps then
     end
   end
 end
-for _, key in ipairs(redis.call('KEYS', 'SET_??????????')) do
+for _, key in ipairs(registered('category')) do
   local raw = redis.call('HGET', key, 'archives')
   if raw and string.find(raw, old, 1, true) then
     local ok, list = pcall(cjson.decode, raw)
@@ -401,7 +403,7 @@ for _, key in ipairs(redis.call('KEYS', 'SET_??????????')) do
     end
   end
 end
-for _, key in ipairs(redis.call('KEYS', 'TANK_??????????')) do
+for _, key in ipairs(registered('tank')) do
   local score = redis.call('ZSCORE', key, old)
   if score then
     redis.call('ZREM', key, old)

@@ -4,7 +4,8 @@ A category hash has ``name``, ``search`` (``""`` for a static category, else the
 dynamic one), ``pinned`` (``"0"``/``"1"``) and ``archives`` (a JSON array of ids). The bookmark
 link lives in DB0's ``LRR_CONFIG`` (a quirk of the original). Writes that check and change
 together are Lua scripts; each publishes the category id on ``CHANGES_CHANNEL`` so the search
-index of every lrrd process can reload it.
+index of every lrrd process can reload it. Creating, restoring and deleting a category keep the
+registry of category ids (``lrrd.store.registry``) in step, so nothing here scans the keyspace.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from lrrd.store.archives import ARCHIVE_ID_RE, CHANGES_CHANNEL, as_text, nfc
 from lrrd.store.redis import ScriptedStore, gather
-
-CATEGORY_KEY_PATTERN = "SET_" + "?" * 10
+from lrrd.store.registry import REGISTRY_LUA, registered
 CATEGORY_ID_RE = re.compile(r"^SET_\d{10}$")
 TANK_ID_RE = re.compile(r"^TANK_\d{10}$")
 
@@ -39,12 +39,13 @@ end
 
 #: Allocates ``SET_<time>`` (time+1, +2... on collision, as the original does) and writes the
 #: hash in one step, so two creators never share an id. ARGV: time, name, search, pinned, channel.
-_CREATE = """
+_CREATE = REGISTRY_LUA + """
 local t = tonumber(ARGV[1])
 for i = 0, 10000 do
   local id = 'SET_' .. string.format('%010d', t + i)
   if redis.call('EXISTS', id) == 0 then
     redis.call('HSET', id, 'name', ARGV[2], 'search', ARGV[3], 'pinned', ARGV[4], 'archives', '[]')
+    register('category', id)
     redis.call('PUBLISH', ARGV[5], id)
     return id
   end
@@ -62,13 +63,14 @@ return 1
 """
 
 # ARGV: main, search, channel. The original does not invalidate the search cache here.
-_DELETE = """
+_DELETE = REGISTRY_LUA + """
 local id = KEYS[1]
 if redis.call('EXISTS', id) == 0 then return 0 end
 if redis.call('HGET', 'LRR_CONFIG', 'bookmark_link') == id then
   redis.call('HDEL', 'LRR_CONFIG', 'bookmark_link')
 end
 redis.call('DEL', id)
+unregister('category', id)
 redis.call('PUBLISH', ARGV[3], id)
 return 1
 """
@@ -123,10 +125,11 @@ return {1, ''}
 
 # KEYS: category. ARGV: main, search, now, channel, name, search predicate, archive ids...
 # Backup restore: the category keeps its id, is unpinned, and gains the archives that exist.
-_RESTORE = _INVALIDATE + """
+_RESTORE = _INVALIDATE + REGISTRY_LUA + """
 local id = KEYS[1]
 if redis.call('EXISTS', id) == 1 and not is_category(id) then return 0 end
 if redis.call('EXISTS', id) == 0 then redis.call('HSET', id, 'archives', '[]') end
+register('category', id)
 redis.call('HSET', id, 'name', ARGV[5], 'search', ARGV[6], 'pinned', '0')
 local ok, list = pcall(cjson.decode, redis.call('HGET', id, 'archives') or '[]')
 if not ok or type(list) ~= 'table' then list = {} end
@@ -156,6 +159,20 @@ local search = redis.call('HGET', id, 'search')
 if search and search ~= '' then return -2 end
 redis.call('HSET', 'LRR_CONFIG', 'bookmark_link', id)
 return 1
+"""
+
+# ARGV: an id. The registered categories, static, whose archives text contains it (a superset of
+# those that hold it: the caller decodes and checks).
+_CANDIDATES = REGISTRY_LUA + """
+local found = {}
+for _, key in ipairs(registered('category')) do
+  local search = redis.call('HGET', key, 'search')
+  if not search or search == '' then
+    local raw = redis.call('HGET', key, 'archives')
+    if raw and string.find(raw, ARGV[1], 1, true) then table.insert(found, key) end
+  end
+end
+return found
 """
 
 # Returns the previous link ('' if none) and removes it.
@@ -234,15 +251,9 @@ class CategoryStore(ScriptedStore):
 
     # -- reads -----------------------------------------------------------------------------------
     async def ids(self) -> list[str]:
-        """Every category id (``KEYS SET_??????????`` in the original; SCAN here), sorted."""
-        found: set[str] = set()
-        cursor = "0"
-        while True:
-            cursor, keys = await self._main.scan(cursor, CATEGORY_KEY_PATTERN, 10000)
-            found.update(as_text(key) for key in keys)
-            if str(cursor) == "0":
-                break
-        return sorted(found)
+        """Every category id (``KEYS SET_??????????`` in the original), sorted: the registered
+        ones, so a listing does not walk every archive key."""
+        return await registered(self._redis, "category")
 
     async def get(self, cat_id: str) -> dict[str, Any] | None:
         """The category object, or None when the id is not a 14-character category key."""
@@ -266,9 +277,16 @@ class CategoryStore(ScriptedStore):
         return [category_json(cat_id, fields) for cat_id, fields in zip(ids, replies) if fields]
 
     async def categories_of_archive(self, arcid: str) -> list[dict[str, Any]]:
-        """The static categories whose list holds ``arcid`` exactly (dynamic ones never do)."""
-        return [cat for cat in await self.list_all()
-                if not cat["search"] and arcid in cat["archives"]]
+        """The static categories whose list holds ``arcid`` exactly (dynamic ones never do).
+
+        A script picks the registered categories whose ``archives`` text contains the id, so
+        only those few lists cross the wire to be decoded and checked exactly here."""
+        ids = sorted(as_text(key) for key in await self._main.eval(_CANDIDATES, [], [arcid]))
+        if not ids:
+            return []
+        replies = await gather(*(self._main.hgetall(cat_id) for cat_id in ids))
+        found = [category_json(cat_id, fields) for cat_id, fields in zip(ids, replies) if fields]
+        return [cat for cat in found if not cat["search"] and arcid in cat["archives"]]
 
     # -- writes ----------------------------------------------------------------------------------
     async def create(self, name: str, search: str = "", pinned: bool = False) -> str:

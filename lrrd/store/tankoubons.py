@@ -29,8 +29,7 @@ from lrrd.store.archives import (
     normalize_tags, tag_list, title_member,
 )
 from lrrd.store.redis import ScriptedStore, StoreError, gather
-
-TANK_KEY_PATTERN = "TANK_" + "?" * 10
+from lrrd.store.registry import REGISTRY_LUA, registered
 TANK_ID_RE = re.compile(r"^TANK_\d{10}$")
 
 #: Metadata field → its fixed score in the tank's sorted set.
@@ -41,8 +40,9 @@ _CAS_RETRIES = 8
 
 # ---- Lua ---------------------------------------------------------------------------------------
 # Scripts start in the main database; ARGV[1] and ARGV[2] are the main and search database
-# numbers. KEYS are read in the main database before any SELECT.
-_COMMON = STATS_LUA + """
+# numbers. KEYS are read in the main database before any SELECT. The other tanks and the
+# categories are the registered ones (``lrrd.store.registry``): no script scans the keyspace.
+_COMMON = STATS_LUA + REGISTRY_LUA + """
 local function invalidate(now)
   redis.call('DEL', 'LRR_SEARCHCACHE')
   redis.call('HSET', 'LRR_SEARCHCACHE', 'created', now)
@@ -96,6 +96,7 @@ else
   redis.call('ZREMRANGEBYSCORE', id, 0, 0)
 end
 redis.call('ZADD', id, 0, ARGV[7])
+register('tank', id)
 -- Metadata defaults, only where missing (the original re-adds them, duplicating members).
 local defaults = {{-1, 'summary_'}, {-2, 'tags_'}, {-3, 'progress_0'}}
 for _, d in ipairs(defaults) do
@@ -116,7 +117,8 @@ local id = KEYS[1]
 if not is_tank(id) then return 0 end
 local members = redis.call('ZRANGEBYSCORE', id, 1, '+inf')
 redis.call('DEL', id)
-local tanks = redis.call('KEYS', 'TANK_??????????')
+unregister('tank', id)
+local tanks = registered('tank')
 local regroup = {}
 for _, arc in ipairs(members) do
   if redis.call('EXISTS', arc) == 1 and not in_other_tank(tanks, arc, id) then
@@ -124,7 +126,7 @@ for _, arc in ipairs(members) do
   end
 end
 -- A deleted tank leaves no dangling id in static categories.
-for _, key in ipairs(redis.call('KEYS', 'SET_??????????')) do
+for _, key in ipairs(registered('category')) do
   local raw = redis.call('HGET', key, 'archives')
   if raw and string.find(raw, id, 1, true) then
     local ok, list = pcall(cjson.decode, raw)
@@ -191,7 +193,7 @@ if ARGV[13] == '1' then
   end
   for _, arc in ipairs(removed) do redis.call('ZREM', id, arc) end
   for k, arc in ipairs(archives) do redis.call('ZADD', id, k, arc) end
-  local tanks = redis.call('KEYS', 'TANK_??????????')
+  local tanks = registered('tank')
   for _, arc in ipairs(removed) do
     if redis.call('EXISTS', arc) == 1 and not in_other_tank(tanks, arc, id) then
       table.insert(regroup, arc)
@@ -256,7 +258,7 @@ local later = redis.call('ZRANGEBYSCORE', id, '(' .. score, '+inf', 'WITHSCORES'
 redis.call('ZREM', id, arc)
 for k = 1, #later, 2 do redis.call('ZADD', id, tonumber(later[k + 1]) - 1, later[k]) end
 local remaining = redis.call('ZCOUNT', id, 1, '+inf')
-local elsewhere = in_other_tank(redis.call('KEYS', 'TANK_??????????'), arc, id)
+local elsewhere = in_other_tank(registered('tank'), arc, id)
 local index_del, i = counted(6)
 local index_add = counted(i)
 redis.call('SELECT', ARGV[2])
@@ -279,14 +281,13 @@ redis.call('PUBLISH', ARGV[4], id)
 return 1
 """
 
-# ARGV: archive id. The tanks holding it, in one round trip (the original's KEYS + ZSCORE).
-_TANKS_OF = """
+# ARGV: archive id. The tanks holding it, in one round trip (the original's KEYS + ZSCORE, over
+# the registered tanks instead of every key).
+_TANKS_OF = REGISTRY_LUA + """
 local found = {}
-for _, key in ipairs(redis.call('KEYS', 'TANK_??????????')) do
-  if redis.call('TYPE', key).ok == 'zset' then
-    local score = redis.call('ZSCORE', key, ARGV[1])
-    if score and tonumber(score) >= 1 then table.insert(found, key) end
-  end
+for _, key in ipairs(registered('tank')) do
+  local score = redis.call('ZSCORE', key, ARGV[1])
+  if score and tonumber(score) >= 1 then table.insert(found, key) end
 end
 return found
 """
@@ -452,15 +453,9 @@ class TankoubonStore(ScriptedStore):
 
     # -- reads -----------------------------------------------------------------------------------
     async def ids(self) -> list[str]:
-        """Every tank id (``KEYS TANK_??????????`` in the original; SCAN here), sorted."""
-        found: set[str] = set()
-        cursor = "0"
-        while True:
-            cursor, keys = await self._main.scan(cursor, TANK_KEY_PATTERN, 10000)
-            found.update(as_text(key) for key in keys)
-            if str(cursor) == "0":
-                break
-        return sorted(found)
+        """Every tank id (``KEYS TANK_??????????`` in the original), sorted: the registered
+        ones, so listing tanks does not walk every archive key."""
+        return await registered(self._redis, "tank")
 
     async def exists(self, tank_id: str) -> bool:
         return len(tank_id) == 15 and as_text(await self._main.type(tank_id)) == "zset"
