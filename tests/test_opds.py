@@ -387,6 +387,18 @@ class OpdsApiTests(LibraryApiTestCase):
             self.assertEqual((await self.get(f"/api/opds/{arcid}/pse?page=x")).status, 400)
         return d(run())
 
+    def test_tank_and_category_ids_are_unknown(self) -> Deferred[None]:
+        """A tankoubon's or category's id as an OPDS archive id is the usual 400, not a 500."""
+        async def run() -> None:
+            await self.library()
+            tank = (await self.request("PUT", "/api/tankoubons?name=T", auth=True)).json["tankoubon_id"]
+            category = (await self.request("PUT", "/api/categories?name=C", auth=True)).json["category_id"]
+            for key in (tank, category):
+                for path in (f"/api/opds/{key}", f"/api/opds/{key}/pse?page=2"):
+                    response = await self.get(path)
+                    self.assertEqual((response.status, response.json["success"]), (400, 0), path)
+        return d(run())
+
     def test_pse_resizes(self) -> Deferred[None]:
         """With server resizing on, a PSE page over the threshold comes back as JPEG."""
         async def run() -> None:

@@ -21,7 +21,7 @@ from lrrd.library.reader import ArchiveError, ArchiveMissing, ArchiveReaders
 from lrrd.opds import Facet, Links, OpdsArchive, Server, catalog_feed, entry_document
 from lrrd.pools import Pools
 from lrrd.search.engine import SearchQuery
-from lrrd.store.archives import ArchiveStore, as_int, as_text
+from lrrd.store.archives import ARCHIVE_ID_RE, ArchiveStore, as_int, as_text
 from lrrd.store.categories import CategoryStore
 from lrrd.store.config import ConfigStore
 from lrrd.store.redis import gather
@@ -141,8 +141,11 @@ class OpdsApi:
     @app.route("/opds/<string:arcid>", methods=["GET"], endpoint="getOpdsItem")
     async def item(self, request: IRequest, arcid: str) -> bytes:
         """One entry; an unknown id is the archives area's 400, a missing file a 404 (the
-        original renders an entry of empty fields for both)."""
-        fields = await self._archives.get(arcid)
+        original renders an entry of empty fields for both).
+
+        The path takes any text, and a tankoubon's or category's key is no hash of archive
+        fields: only an archive id is looked up at all."""
+        fields = await self._archives.get(arcid) if ARCHIVE_ID_RE.match(arcid) else None
         if not fields or not as_text(fields.get("file")):
             raise ApiError(400, NO_SUCH_ID, operation="serve_opds_item", envelope="api_response")
         archive = _from_fields(arcid, fields)
@@ -158,8 +161,9 @@ class OpdsApi:
         ``/api/archives/{id}/page`` serves it, resizing included."""
         operation = "serve_opds_page"
         number = as_int(arg(request, "page")) or 1
-        fields = await self._archives.get_fields(arcid, "file")
-        path = as_text(fields.get("file"))
+        path = ""
+        if ARCHIVE_ID_RE.match(arcid):  # a tank's or category's key is not an archive's hash
+            path = as_text((await self._archives.get_fields(arcid, "file")).get("file"))
         if not path:
             raise ApiError(400, NO_SUCH_ID, operation=operation, envelope="api_response")
         try:
