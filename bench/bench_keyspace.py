@@ -45,6 +45,33 @@ from tests.fixtures.redis import RedisServer  # noqa: E402
 _COMMANDS = ("eval", "evalsha", "scan", "keys")
 
 
+def _script_names() -> dict[str, str]:
+    """sha1 of every Lua script in ``lrrd.store`` → module.name, to read SLOWLOG's EVALSHAs."""
+    import importlib
+    import pkgutil
+
+    import lrrd.store
+
+    names = {}
+    for info in pkgutil.iter_modules(lrrd.store.__path__):
+        module = importlib.import_module(f"lrrd.store.{info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, str) and "redis.call" in value:
+                names[hashlib.sha1(value.encode()).hexdigest()] = f"{info.name}.{name}"
+    return names
+
+
+def _slow_by_script(slow: list[Any], names: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in slow:
+        args = [a.decode() if isinstance(a, bytes) else str(a) for a in entry[3]]
+        label = args[0].lower()
+        if label == "evalsha" and len(args) > 1:
+            label = names.get(args[1], args[1][:8])
+        counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
 def _commandstats(info: str) -> dict[str, tuple[int, int]]:
     """``cmdstat_<name>:calls=..,usec=..`` lines → name → (calls, usec)."""
     out: dict[str, tuple[int, int]] = {}
@@ -78,10 +105,12 @@ async def _phase(main: Any, label: str, reps: int,
         "slowlog_over_1ms": len(slow),
         "slowlog_ms_total": sum(int(entry[2]) for entry in slow) / 1000,
         "commands": {name: stats[name] for name in _COMMANDS if name in stats},
+        "slow_by_script": _slow_by_script(slow, _script_names()),
     }
     print(f"{label:28} mean {row['mean_ms']:8.3f} ms  p95 {row['p95_ms']:8.3f} ms  "
           f"redis {row['redis_ms_per_op']:8.3f} ms/op  slowlog>1ms {len(slow):4d} "
-          f"({row['slowlog_ms_total']:.0f} ms)  {row['commands']}", flush=True)
+          f"({row['slowlog_ms_total']:.0f} ms)  {row['commands']}  slow: {row['slow_by_script']}",
+          flush=True)
     return row
 
 
