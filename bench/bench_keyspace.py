@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from twisted.internet.defer import Deferred, ensureDeferred  # noqa: E402
+from twisted.internet.defer import ensureDeferred  # noqa: E402
 from twisted.internet.task import react  # noqa: E402
 
 from gen_library import generate  # noqa: E402
