@@ -234,6 +234,18 @@ class TankApiTests(ApiTestCase):
             self.assertEqual(missing.status, 400)
         return d(run())
 
+    def test_full_page_past_any_offset(self) -> Deferred[None]:
+        """/full with a page whose offset passes 64 bits is an empty page, not a Redis error."""
+        async def run() -> None:
+            tank = await self.create("Far Tank")
+            await self.put(f"/api/tankoubons/{tank}/{A}")
+            for page in ("99999999999999999", "1742898974388403568640"):
+                response = await self.get(f"/api/tankoubons/{tank}/full", params={"page": page})
+                self.assertEqual(response.status, 200, page)
+                self.assertEqual((response.json["total"], response.json["result"]["archives"]),
+                                 (1, []))
+        return d(run())
+
     # -- add, remove -----------------------------------------------------------------------------
     def test_add(self) -> Deferred[None]:
         """Add scores by ZCARD (first archive at 4), moves grouping, imputes member tags."""

@@ -443,6 +443,18 @@ def _counted(items: Iterable[str]) -> list[str]:
     return [str(len(values)), *values]
 
 
+#: Redis takes a LIMIT offset as a signed 64-bit integer; a page past any tank's end is empty anyway.
+_MAX_OFFSET = 2**62
+
+
+def _page_offset(page: int | None, pagesize: int) -> int | None:
+    """The members' offset of page ``page`` (None for all), capped so that any page number a
+    client sends (``?page=`` takes arbitrary integers) is an empty page, not a Redis error."""
+    if page is None or page < 0:
+        return None
+    return min(page * max(pagesize, 0), _MAX_OFFSET)
+
+
 # ---- the store -----------------------------------------------------------------------------------
 class TankoubonStore(ScriptedStore):
     """Reads and writes tank sorted sets and the search-database entries that follow them."""
@@ -494,7 +506,7 @@ class TankoubonStore(ScriptedStore):
         and the total number of archives; None when no such tank."""
         if len(tank_id) != 15:
             return None
-        offset = None if page is None or page < 0 else page * pagesize
+        offset = _page_offset(page, pagesize)
         kind, meta, members, total = await gather(
             *self._read_commands(tank_id, offset, pagesize if offset is not None else None))
         tank = self._build(tank_id, kind, meta, members)
@@ -505,7 +517,7 @@ class TankoubonStore(ScriptedStore):
         """Several tanks in one pipelined round trip (``page`` applies to each)."""
         if not tank_ids:
             return []
-        offset = None if page is None or page < 0 else page * pagesize
+        offset = _page_offset(page, pagesize)
         commands: list[Any] = []
         for tank_id in tank_ids:
             commands.extend(self._read_commands(tank_id, offset,
