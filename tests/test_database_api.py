@@ -285,6 +285,8 @@ class DatabaseApiTests(ApiTestCase):
             self.assertEqual(bad_format.status, 400)
             anonymous = await self.get(f"/api/database/backup/{queued}")
             self.assertEqual(anonymous.status, 401)
+            # The worker took the queued backup too: let it end before the worker stops.
+            await worker.when("settled", queued)
         return d(run())
 
     # -- restore ---------------------------------------------------------------------------------

@@ -341,7 +341,13 @@ class WorkerService(service.Service):
         d = Deferred.fromCoroutine(self._run(job))
         if not d.called:
             self._running[job.id] = d
-        d.addErrback(lambda f: log.failure("Job {id} crashed the worker loop", f, id=job.id))
+        d.addErrback(self._crashed, job.id)
+
+    def _crashed(self, failure: Failure, job_id: int) -> None:
+        # A job cancelled while the worker stops (its settle, say) is handed back, not a crash.
+        if self._stopping and failure.check(CancelledError):
+            return
+        log.failure("Job {id} crashed the worker loop", failure, id=job_id)
 
     async def _run(self, job: ClaimedJob) -> None:
         assert self.worker_id is not None
