@@ -302,7 +302,7 @@ class DatabaseApiTests(ApiTestCase):
                 wrong = await self.restore_request([("file", "b.json", ctype, b"{}")])
                 self.assertEqual((wrong.status, wrong.json),
                                  (400, op("queue_restore", "File must be JSON")), ctype)
-            for junk in (b"not json", b"[1]", b"\xff"):
+            for junk in (b"not json", b"[1]", b"\xff", b"[" * 50000 + b"]" * 50000):
                 bad = await self.restore_request([("file", "b.json", "application/json", junk)])
                 self.assertEqual(bad.status, 400)
                 self.assertEqual(bad.json["operation"], "queue_restore")

@@ -227,6 +227,11 @@ class BadInputTests(MinionApiTestCase):
                 self.assertEqual(response.json, {
                     "operation": "queue_minion_job", "success": 0, "successMessage": "",
                     "error": "The args parameter must be a JSON array."}, query)
+            # Nested past the JSON decoder's depth (a RecursionError, once a 500), in a form body.
+            deep = await self.request("POST", "/api/minion/page_thumbnails/queue", auth=True,
+                                      data={"args": "[" * 50000})
+            self.assertEqual((deep.status, deep.json["error"]),
+                             (400, "The args parameter must be a JSON array."))
             # In the spec's list, but no task of that name is registered here.
             response = await self.request("POST", "/api/minion/download_url/queue?args=%5B%5D",
                                           auth=True)

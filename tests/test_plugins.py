@@ -7,6 +7,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from lrrd.plugins.context import ArchiveFile
+from lrrd.plugins.helpers import parse_json
 from lrrd.plugins.model import PluginError, PluginInfo, PluginParams
 from lrrd.plugins.runner import format_new_tags, new_tags_of
 from lrrd_plugins.comicinfo import parse_comicinfo
@@ -294,6 +296,11 @@ class HDoujinTests(SynchronousTestCase):
         """No tag fields is an error."""
         with self.assertRaises(PluginError):
             tags_from_json({"title": "only"})
+
+    def test_json_nested_too_deep(self) -> None:
+        """A JSON file nested past the decoder's depth is a plugin error, not a RecursionError."""
+        with self.assertRaises(PluginError):
+            parse_json(ArchiveFile("info.json", b"[" * 50000))
 
 
 class RegexParseTests(SynchronousTestCase):

@@ -386,6 +386,7 @@ class TankApiTests(ApiTestCase):
                               (b'{"archives": "x"}', "application/json"),
                               (b'{"archives": [1]}', "application/json"),
                               (b'{"metadata": {"name": 5}}', "application/json"),
+                              (b"[" * 50000, "application/json"),  # past the decoder's depth
                               (b"name=x", "application/x-www-form-urlencoded")):
                 bad = await self.put(f"/api/tankoubons/{tank}", data=raw,
                                      headers={"Content-Type": kind})

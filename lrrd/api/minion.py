@@ -53,7 +53,7 @@ class MinionApi:
         operation = "queue_minion_job"
         try:
             args = json.loads(arg(request, "args") or "")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the decoder's depth
             # The original dies in decode_json here (a 500); a client error deserves a 400.
             raise ApiError(400, "The args parameter must be a JSON array.", operation=operation,
                            envelope="api_response") from None

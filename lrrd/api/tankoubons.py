@@ -58,7 +58,7 @@ def parse_update_body(raw: bytes) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting past the decoder's depth is no body either
         raise ValidationFailed([("Invalid JSON body.", "/body")]) from None
     _expect(data, "object", "/body")
     if "archives" in data:

@@ -153,7 +153,7 @@ def parse_backup(text: str | bytes) -> dict[str, Any]:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
         backup = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # too deep to decode, too
         raise BackupError(f"The file is not valid JSON: {exc}") from None
     if not isinstance(backup, dict):
         raise BackupError("The file is not a backup: its JSON is not an object.")

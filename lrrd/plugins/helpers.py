@@ -31,7 +31,7 @@ def parse_json(found: ArchiveFile) -> Any:
     """The JSON document in ``found``; malformed JSON is a plugin error naming the file."""
     try:
         return json.loads(found.text())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nested past the decoder's depth, too
         raise PluginError(f"{found.name} is not valid JSON: {exc}") from None
 
 
