@@ -26,7 +26,7 @@ _KOHARU_SKIP = {"title", "source"}
 def load_yaml(text: str, name: str) -> Any:
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:  # nested past the composer's depth, too
         raise PluginError(f"{name} is not valid YAML: {exc}") from None
 
 

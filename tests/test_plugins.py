@@ -269,6 +269,12 @@ class KskTests(SynchronousTestCase):
         with self.assertRaises(PluginError):
             tags_from_ksk(load_yaml("- just\n- a list\n", "info.yaml"), False)
 
+    def test_yaml_nested_too_deep(self) -> None:
+        """YAML nested past the composer's depth is a plugin error, not a RecursionError."""
+        for text in ("[" * 50000, "- " * 50000):
+            with self.assertRaises(PluginError):
+                load_yaml(text, "info.yaml")
+
 
 class HDoujinTests(SynchronousTestCase):
     def test_json(self) -> None:
