@@ -188,6 +188,19 @@ class RoutingTests(ApiTestCase):
                 self.assertEqual(response.json["status"], 404)
         return d(run())
 
+    def test_one_trailing_slash(self) -> Deferred[None]:
+        """A trailing slash reaches the operation, as the contract matched it, instead of a 500."""
+        async def run() -> None:
+            for path in ["/api/info/", "/api/categories/", "/api/tankoubons/", "/api/archives/",
+                         "/api/search/", "/api/opds/", "/api/categories/bookmark_link/"]:
+                plain = await self.request("GET", path.rstrip("/"), auth=True)
+                slashed = await self.request("GET", path, auth=True)
+                self.assertEqual((slashed.status, slashed.body), (plain.status, plain.body), path)
+            for path in ["/api/categories/", "/api/tankoubons/"]:
+                created = await self.request("PUT", path + "?name=x", auth=True)
+                self.assertEqual((created.status, created.json["success"]), (200, 1), path)
+        return d(run())
+
     def test_wrong_and_unknown_methods(self) -> Deferred[None]:
         """A known path with a method it lacks, or an invented method, answers 405 JSON."""
         async def run() -> None:

@@ -192,6 +192,11 @@ class ApiRoot(resource.Resource):
 
         setattr(request, ACCESS_ATTR, settings)
         setattr(request, AUTHENTICATED_ATTR, authenticated or not settings.enablepass)
+        postpath = list(request.postpath or [])
+        if len(postpath) > 1 and postpath[-1] == b"":
+            # The contract ignored one trailing slash (as Mojolicious does); the Klein routes
+            # have none, and their NotFound would surface as a 500.
+            request.postpath = postpath[:-1]
         body = handler.render(request)
         if body is not server.NOT_DONE_YET:
             self._finish(request, body)
