@@ -11,7 +11,6 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
@@ -74,7 +73,24 @@ def _has_body(request: IRequest) -> bool:
     return size > 0
 
 
-class ApiRoot(resource.Resource):
+class AsyncJsonResource(resource.Resource):
+    """A leaf resource that answers from the coroutine ``_serve``; any failure answers JSON."""
+
+    isLeaf = True
+
+    def render(self, request: IRequest) -> int:
+        d = Deferred.fromCoroutine(self._serve(request))
+        d.addErrback(finish_with_failure, request)
+        return server.NOT_DONE_YET
+
+    async def _serve(self, request: IRequest) -> None:
+        raise NotImplementedError
+
+    def _finish(self, request: IRequest, body: bytes) -> None:
+        finish_with(request, body)
+
+
+class ApiRoot(AsyncJsonResource):
     """Mounted at ``/api``; hands each authorised, valid request to its area's Klein app."""
 
     isLeaf = True
@@ -103,17 +119,6 @@ class ApiRoot(resource.Resource):
     @property
     def implemented(self) -> frozenset[str]:
         return frozenset(self._handlers)
-
-    def render(self, request: IRequest) -> int:
-        d = Deferred.fromCoroutine(self._serve(request))
-        d.addErrback(self._failed, request)
-        return server.NOT_DONE_YET
-
-    def _failed(self, failure: Failure, request: IRequest) -> None:
-        finish_with_failure(failure, request)
-
-    def _finish(self, request: IRequest, body: bytes) -> None:
-        finish_with(request, body)
 
     async def admit(self, request: IRequest) -> AccessSettings:
         """The outer gates of every ``/api`` request and of the DataTables ``/search``:

@@ -15,17 +15,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from lrrd.api.area import area_app, arg
 from lrrd.api.auth import has_valid_key
 from lrrd.api.errors import (
-    JSON_TYPE, ApiError, ValidationFailed, api_response, finish_with, finish_with_failure,
-    json_bytes, write_json,
+    JSON_TYPE, ApiError, ValidationFailed, api_response, json_bytes, write_json,
 )
-from lrrd.api.root import NOFUN_BODY, ApiRoot
+from lrrd.api.root import NOFUN_BODY, ApiRoot, AsyncJsonResource
 from lrrd.search.engine import (
     SearchQuery, SearchTooExpensive, ids_of, page_json, pick_random, run_search, search_slots,
 )
@@ -237,7 +234,7 @@ class SearchApi:
         return write_json(request, api_response("clear_cache"))
 
 
-class DataTablesSearch(resource.Resource):
+class DataTablesSearch(AsyncJsonResource):
     """``GET /search``: the web UI's DataTables endpoint, behind the API's CORS and No-Fun gates."""
 
     isLeaf = True
@@ -246,17 +243,6 @@ class DataTablesSearch(resource.Resource):
         super().__init__()
         self._api = api
         self._search = search
-
-    def render(self, request: IRequest) -> int:
-        d = Deferred.fromCoroutine(self._serve(request))
-        d.addErrback(self._failed, request)
-        return server.NOT_DONE_YET
-
-    def _failed(self, failure: Failure, request: IRequest) -> None:
-        finish_with_failure(failure, request)
-
-    def _finish(self, request: IRequest, body: bytes) -> None:
-        finish_with(request, body)
 
     async def _serve(self, request: IRequest) -> None:
         settings = await self._api.admit(request)
