@@ -185,6 +185,26 @@ local function invalidate(now)
   redis.call('DEL', 'LRR_SEARCHCACHE')
   redis.call('HSET', 'LRR_SEARCHCACHE', 'created', now)
 end
+-- A counted list in ARGV (its length, then its items) starting at i: the items, the next index.
+local function counted(i)
+  local n = tonumber(ARGV[i])
+  local items = {}
+  for k = 1, n do items[k] = ARGV[i + k] end
+  return items, i + n + 1
+end
+-- Tag index and stats upkeep (in the search database) for one id's added/removed tags.
+local function index_tags(id, tags)
+  for _, t in ipairs(tags) do redis.call('SADD', 'INDEX_' .. t, id); stat_up(t) end
+end
+local function unindex_tags(id, tags)
+  for _, t in ipairs(tags) do redis.call('SREM', 'INDEX_' .. t, id); stat_down(t) end
+end
+-- Source URLs that no longer lead to this id.
+local function unmap_urls(id, urls)
+  for _, u in ipairs(urls) do
+    if redis.call('HGET', 'LRR_URLMAP', u) == id then redis.call('HDEL', 'LRR_URLMAP', u) end
+  end
+end
 """
 
 _CREATE = _INVALIDATE + """
@@ -215,28 +235,15 @@ end
 if cur ~= ARGV[3] then return 0 end
 redis.call('HSET', id, 'tags', ARGV[4])
 redis.call('SELECT', ARGV[2])
-local i = 8
-local n = tonumber(ARGV[i]); i = i + 1
-for k = 1, n do
-  local t = ARGV[i]; i = i + 1
-  redis.call('SREM', 'INDEX_' .. t, id)
-  stat_down(t)
-end
-n = tonumber(ARGV[i]); i = i + 1
-for k = 1, n do
-  local t = ARGV[i]; i = i + 1
-  redis.call('SADD', 'INDEX_' .. t, id)
-  stat_up(t)
-end
-n = tonumber(ARGV[i]); i = i + 1
-for k = 1, n do
-  local u = ARGV[i]; i = i + 1
-  if redis.call('HGET', 'LRR_URLMAP', u) == id then redis.call('HDEL', 'LRR_URLMAP', u) end
-end
-n = tonumber(ARGV[i]); i = i + 1
-for k = 1, n do
-  redis.call('HSET', 'LRR_URLMAP', ARGV[i], id); i = i + 1
-end
+local removed, i = counted(8)
+local added, gone_urls, urls
+added, i = counted(i)
+gone_urls, i = counted(i)
+urls, i = counted(i)
+unindex_tags(id, removed)
+index_tags(id, added)
+unmap_urls(id, gone_urls)
+for _, u in ipairs(urls) do redis.call('HSET', 'LRR_URLMAP', u, id) end
 if ARGV[6] == '1' then redis.call('SADD', 'LRR_UNTAGGED', id) else redis.call('SREM', 'LRR_UNTAGGED', id) end
 invalidate(ARGV[5])
 redis.call('PUBLISH', ARGV[7], id)
@@ -279,10 +286,7 @@ local id = KEYS[1]
 if redis.call('EXISTS', id) == 1 then return 0 end
 redis.call('HSET', id, 'name', ARGV[4], 'title', ARGV[6], 'tags', ARGV[10], 'summary', '',
            'file', ARGV[5], 'isnew', 'true')
-local i = 12
-local n = tonumber(ARGV[i]); i = i + 1
-local tags = {}
-for k = 1, n do table.insert(tags, ARGV[i]); i = i + 1 end
+local tags, i = counted(12)
 while i < #ARGV do redis.call('HSET', id, ARGV[i], ARGV[i + 1]); i = i + 2 end
 redis.call('SELECT', ARGV[3])
 redis.call('HSET', 'LRR_FILEMAP', ARGV[5], id)
@@ -291,10 +295,7 @@ redis.call('SADD', 'LRR_TANKGROUPED', id)
 redis.call('SADD', 'LRR_NEW', id)
 if ARGV[11] == '1' then redis.call('SADD', 'LRR_UNTAGGED', id) end
 redis.call('ZADD', 'LRR_TITLES', 0, ARGV[7])
-for _, t in ipairs(tags) do
-  redis.call('SADD', 'INDEX_' .. t, id)
-  stat_up(t)
-end
+index_tags(id, tags)
 invalidate(ARGV[8])
 redis.call('PUBLISH', ARGV[9], id)
 return 1
@@ -336,19 +337,7 @@ if stamps then
   end
 end
 redis.call('DEL', id)
-for _, key in ipairs(registered('category')) do
-  local raw = redis.call('HGET', key, 'archives')
-  if raw and string.find(raw, id, 1, true) then
-    local ok, list = pcall(cjson.decode, raw)
-    if ok and type(list) == 'table' then
-      local kept = {}
-      for _, member in ipairs(list) do if member ~= id then table.insert(kept, member) end end
-      local encoded = '[]'
-      if #kept > 0 then encoded = cjson.encode(kept) end
-      redis.call('HSET', key, 'archives', encoded)
-    end
-  end
-end
+uncategorise(id)
 local tanks = {}
 for _, key in ipairs(registered('tank')) do
   if redis.call('ZSCORE', key, id) then
@@ -361,18 +350,9 @@ redis.call('SREM', 'LRR_NEW', id)
 redis.call('SREM', 'LRR_UNTAGGED', id)
 redis.call('SREM', 'LRR_TANKGROUPED', id)
 redis.call('ZREM', 'LRR_TITLES', ARGV[5])
-local i = 6
-local n = tonumber(ARGV[i]); i = i + 1
-for k = 1, n do
-  local t = ARGV[i]; i = i + 1
-  redis.call('SREM', 'INDEX_' .. t, id)
-  stat_down(t)
-end
-n = tonumber(ARGV[i]); i = i + 1
-for k = 1, n do
-  local u = ARGV[i]; i = i + 1
-  if redis.call('HGET', 'LRR_URLMAP', u) == id then redis.call('HDEL', 'LRR_URLMAP', u) end
-end
+local tags, i = counted(6)
+unindex_tags(id, tags)
+unmap_urls(id, (counted(i)))
 invalidate(ARGV[3])
 redis.call('PUBLISH', ARGV[4], id)
 return 1

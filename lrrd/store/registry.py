@@ -81,6 +81,22 @@ local function registered(kind)
 end
 local function register(kind, id) redis.call('SADD', REGISTRY[kind][1], id) end
 local function unregister(kind, id) redis.call('SREM', REGISTRY[kind][1], id) end
+-- Takes a deleted archive or tank out of every static category's ``archives`` JSON list.
+local function uncategorise(id)
+  for _, key in ipairs(registered('category')) do
+    local raw = redis.call('HGET', key, 'archives')
+    if raw and string.find(raw, id, 1, true) then
+      local ok, list = pcall(cjson.decode, raw)
+      if ok and type(list) == 'table' then
+        local kept = {}
+        for _, member in ipairs(list) do if member ~= id then table.insert(kept, member) end end
+        local encoded = '[]'
+        if #kept > 0 then encoded = cjson.encode(kept) end
+        redis.call('HSET', key, 'archives', encoded)
+      end
+    end
+  end
+end
 """ % {
     "categories": CATEGORY_REGISTRY, "tanks": TANK_REGISTRY, "marker": REGISTRY_MARKER,
     "category_pattern": CATEGORY_KEY_PATTERN, "tank_pattern": TANK_KEY_PATTERN,

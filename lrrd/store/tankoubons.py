@@ -126,19 +126,7 @@ for _, arc in ipairs(members) do
   end
 end
 -- A deleted tank leaves no dangling id in static categories.
-for _, key in ipairs(registered('category')) do
-  local raw = redis.call('HGET', key, 'archives')
-  if raw and string.find(raw, id, 1, true) then
-    local ok, list = pcall(cjson.decode, raw)
-    if ok and type(list) == 'table' then
-      local kept = {}
-      for _, m in ipairs(list) do if m ~= id then table.insert(kept, m) end end
-      local encoded = '[]'
-      if #kept > 0 then encoded = cjson.encode(kept) end
-      redis.call('HSET', key, 'archives', encoded)
-    end
-  end
-end
+uncategorise(id)
 redis.call('SELECT', ARGV[2])
 redis.call('SREM', 'LRR_TANKGROUPED', id)
 for _, arc in ipairs(regroup) do redis.call('SADD', 'LRR_TANKGROUPED', arc) end
