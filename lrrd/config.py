@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -32,9 +33,14 @@ OPTION_NAMES = (
     "thread_pool_size",
     "download_max_size",
     "download_timeout",
+    "base_url",
 )
 
 ROLES = ("all", "web", "worker")
+
+#: LANraragi's check of ``base_url_path`` (``lib/LANraragi.pm``): a leading slash, no trailing
+#: one, no double quote (the prefix ends up inside HTML attributes and a cookie).
+BASE_URL_RE = re.compile(r'^/[^"]*[^/"]$')
 
 
 class ConfigError(ValueError):
@@ -65,6 +71,8 @@ class Settings:
     download_max_size: int = 4 * 1024**3
     #: Seconds a whole download may take.
     download_timeout: float = 4 * 3600.0
+    #: The sub-path a reverse proxy serves lrrd under (``/lrr``), or "" when served at ``/``.
+    base_url: str = ""
 
     @property
     def thumb_dir(self) -> Path:
@@ -139,6 +147,13 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "role":
         if value not in ROLES:
             raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {value!r}")
+        return value
+    if name == "base_url":
+        # The original only warns and serves at "/"; a proxy that then gets every link wrong
+        # is worse than a refusal to start.
+        if value and not BASE_URL_RE.match(value):
+            raise ConfigError(f"base_url: expected a path such as /lrr (a leading slash, none "
+                              f"at the end, no double quote), got {value!r}")
         return value
     if name == "plugin_dirs":
         return tuple(Path(p.strip()).expanduser() for p in value.split(os.pathsep) if p.strip())

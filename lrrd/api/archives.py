@@ -117,9 +117,10 @@ def disposition(kind: str, filename: str) -> bytes:
     return value
 
 
-def page_url(arcid: str, name: str) -> str:
-    """LRR-NOTES §3.5: every byte outside ``A-Za-z0-9-._~`` percent-encoded, but ``/`` kept."""
-    return f"/api/archives/{arcid}/page?path={quote(name, safe='/')}"
+def page_url(arcid: str, name: str, base_url: str = "") -> str:
+    """LRR-NOTES §3.5: every byte outside ``A-Za-z0-9-._~`` percent-encoded, but ``/`` kept;
+    behind ``base_url`` the URL starts with it, as the original's ``url_for`` does."""
+    return f"{base_url}/api/archives/{arcid}/page?path={quote(name, safe='/')}"
 
 
 def existing_files(paths: Iterable[str]) -> list[bool]:
@@ -246,8 +247,11 @@ class ArchivesApi:
         clock: Any = None,
         page_memory: int = 128 * 1024 * 1024,
         search: Any = None,
+        base_url: str = "",
     ) -> None:
         self._archives = archives
+        #: The reverse proxy's sub-path, put in front of the page URLs this area hands out.
+        self._base_url = base_url
         #: The search area's service: once its index is loaded, the listings come from it.
         self._search = search
         self._config = config
@@ -478,7 +482,8 @@ class ArchivesApi:
                 await self._archives.set_fields(arcid, {"pagecount": len(pages)})
             except ArchiveNotFound:
                 pass
-        return write_json(request, {"pages": [page_url(arcid, name) for name in pages]})
+        return write_json(request, {"pages": [page_url(arcid, name, self._base_url)
+                                              for name in pages]})
 
     @app.route("/archives/<string:arcid>/page", methods=["GET"], endpoint="getPage")
     def get_page(self, request: IRequest, arcid: str) -> Any:

@@ -88,8 +88,10 @@ class OpdsApi:
 
     def __init__(self, search: SearchService, archives: ArchiveStore,
                  categories: CategoryStore, config: ConfigStore, readers: ArchiveReaders,
-                 pools: Pools, pages: PageServer) -> None:
+                 pools: Pools, pages: PageServer, base_url: str = "") -> None:
         self._search = search
+        #: The reverse proxy's sub-path: every link of a feed starts with it (LRR-NOTES §5).
+        self._base_url = base_url
         self._archives = archives
         self._categories = categories
         self._config = config
@@ -97,9 +99,8 @@ class OpdsApi:
         self._pools = pools
         self._pages = pages
 
-    @staticmethod
-    def _links(request: IRequest) -> Links:
-        return Links(key=arg(request, "key") or None)
+    def _links(self, request: IRequest) -> Links:
+        return Links(prefix=self._base_url, key=arg(request, "key") or None)
 
     async def _server(self) -> tuple[Server, int]:
         """The feed's metadata and the page size (one config read)."""

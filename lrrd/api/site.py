@@ -7,6 +7,7 @@ Twisted answers malformed requests (oversized headers, bad request lines) itself
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import unquote
 
 from twisted.web import http, resource, server
 
@@ -63,18 +64,33 @@ class JsonErrorChannel(http.HTTPChannel):
         if not self._rejected:
             super().rawDataReceived(data)
 
+
+def _cookie_value(value: str) -> str:
+    """Quoted when it holds a separator, as Mojo::Cookie writes values (a prefix has no ``"``)."""
+    return f'"{value}"' if any(c in value for c in ",; ") else value
+
+
 class LrrdSite(server.Site):
     """A ``Site`` whose access log can be switched off: it costs 30-40% of throughput.
 
     With an ``observer`` (``lrrd.api.metrics.RequestObserver``) every request is timed from
     routing to its last byte and counted for ``/api/info/metrics``.
+
+    With a ``base_url`` (``/lrr``, LANraragi's ``base_url_path``) every answer carries the
+    ``lrr_baseurl`` cookie, and a request that still carries the prefix (a proxy that does not
+    strip it) is routed as if it did not, as Mojolicious does once its base path is set.
     """
 
     def __init__(self, root: resource.Resource, access_log: bool = False,
-                 observer: Any = None, **kwargs: Any) -> None:
+                 observer: Any = None, base_url: str = "", **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         self.access_log = access_log
         self.observer = observer
+        self.base_url = base_url
+        #: The prefix as Twisted splits and unquotes a request path, to compare with postpath.
+        self._base_segments = [unquote(part).encode("utf-8")
+                               for part in base_url[1:].split("/")] if base_url else []
+        self._base_cookie = _cookie_value(base_url).encode("utf-8")
         # Site's stubs type this as its HTTP/2-negotiating factory; a plain channel class is
         # what it calls all the same.
         self.protocol = JsonErrorChannel  # type: ignore[method-assign,assignment]
@@ -82,7 +98,21 @@ class LrrdSite(server.Site):
     def getResourceFor(self, request: Any) -> resource.Resource:
         if self.observer is not None:
             self.observer.started(request)
+        if self.base_url:
+            request.addCookie(b"lrr_baseurl", self._base_cookie, path=b"/", sameSite="lax")
+            self._strip_base(request)
         return super().getResourceFor(request)
+
+    def _strip_base(self, request: Any) -> None:
+        """Drop the prefix from a path that starts with it, whole segments only (``/lrrx`` is
+        not under ``/lrr``); ``path`` loses it too, so per-path code (metrics) sees no prefix."""
+        count = len(self._base_segments)
+        if request.postpath[:count] != self._base_segments:
+            return
+        del request.postpath[:count]
+        # Twisted's postpath is the raw path split on "/" and unquoted per segment, so the raw
+        # path has as many segments to drop.
+        request.path = b"/" + b"/".join(request.path[1:].split(b"/")[count:])
 
     def log(self, request: Any) -> None:
         # Called by Request.finish for every answered request.
@@ -112,12 +142,13 @@ def build_api_areas(services: Services) -> list[Any]:
 
     jobs = JobQueue.from_services(services)
     search = search_service(services)
+    base_url = services.settings.base_url
     archives = ArchivesApi(
         services.archives, services.config, services.locks, services.pools, services.readers,
         str(services.settings.thumb_dir), categories=services.categories,
         tankoubons=services.tankoubons, jobs=jobs,
         thumbnails=lambda arcid, page: make_cover(services, arcid, page),
-        clock=services.reactor, search=search,
+        clock=services.reactor, search=search, base_url=base_url,
     )
     return [
         MiscApi(services.redis, temp_dir=services.settings.temp_dir,
@@ -125,7 +156,7 @@ def build_api_areas(services: Services) -> list[Any]:
         MinionApi(jobs),
         archives,
         OpdsApi(search, services.archives, services.categories, services.config,
-                services.readers, services.pools, pages=archives),
+                services.readers, services.pools, pages=archives, base_url=base_url),
         SearchApi(search, services.archives),
         StampsApi(services.stamps, services.locks),
         ShinobuApi(services.watcher),
@@ -166,6 +197,6 @@ def build_site(
 
     children = {b"search": DataTablesSearch(api, search_service(services)), **(extra_children or {})}
     site = LrrdSite(SiteRoot(api, children), access_log=access_log,
-                    observer=RequestObserver(counters))
+                    observer=RequestObserver(counters), base_url=services.settings.base_url)
     site.displayTracebacks = False
     return site
