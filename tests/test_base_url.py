@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import Any
 
 from lxml import etree
-from twisted.internet.defer import Deferred
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -16,7 +15,7 @@ from lrrd.config import ConfigError, resolve_settings
 from lrrd.opds import ATOM_NS
 from lrrd.tap import Options
 from tests.fixtures.archives import make_cbz, numbered_pages
-from tests.fixtures.reading import LibraryApiTestCase, d
+from tests.fixtures.reading import IndexedLibraryApiTestCase, LibraryApiTestCase, d
 
 PREFIX = "/lrr"
 
@@ -48,24 +47,13 @@ class BaseUrlOptionTests(SynchronousTestCase):
             resolve_settings({}, environ={"LRRD_BASE_URL": "/lrr/"})
 
 
-class BaseUrlSiteTests(LibraryApiTestCase):
+class BaseUrlSiteTests(IndexedLibraryApiTestCase):
     """The real site built with ``Settings(base_url="/lrr")``, over real HTTP."""
 
     timeout = 60
 
     def settings(self) -> Any:
         return replace(super().settings(), base_url=PREFIX)
-
-    def setUp(self) -> Deferred[None]:
-        result = super().setUp()
-        result.addCallback(lambda _: d(self._start_index()))
-        return result
-
-    async def _start_index(self) -> None:
-        index = self.services().search_index
-        index.startService()
-        self.addCleanup(index.stopService)
-        await index.when_loaded()
 
     def test_both_paths_answer_with_cookie(self) -> None:
         """``/lrr/api/info`` and ``/api/info`` answer alike, ``/lrr/search`` is ``/search``,

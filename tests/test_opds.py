@@ -19,7 +19,7 @@ from lrrd.opds import (
     xml_text,
 )
 from tests.fixtures.archives import make_cbz, numbered_pages, png_bytes
-from tests.fixtures.reading import LibraryApiTestCase, d
+from tests.fixtures.reading import IndexedLibraryApiTestCase, d
 
 GOLDEN = Path(__file__).resolve().parent.parent.parent / "shared" / "spec" / "golden"
 A = "{%s}" % ATOM_NS
@@ -259,21 +259,10 @@ class FeedTests(SynchronousTestCase):
         self.assertEqual(normalise(ours), normalise(golden))
 
 
-class OpdsApiTests(LibraryApiTestCase):
+class OpdsApiTests(IndexedLibraryApiTestCase):
     """The three operations over real HTTP, with the search index loaded."""
 
     timeout = 60
-
-    def setUp(self) -> Deferred[None]:
-        result = super().setUp()
-        result.addCallback(lambda _: d(self._start_index()))
-        return result
-
-    async def _start_index(self) -> None:
-        index = self.services().search_index
-        index.startService()
-        self.addCleanup(index.stopService)
-        await index.when_loaded()
 
     async def library(self) -> dict[str, str]:
         archives = self.services().archives

@@ -196,7 +196,7 @@ class FilterGrammarTests(SynchronousTestCase):
 def _redis_stringmatch(pattern: bytes, string: bytes) -> bool:
     """Statement-by-statement model of Redis util.c stringmatchlen_impl (nocase=0, x86 char)."""
     p = pattern + b"\x00"  # C reads the terminator past the end
-    skip = [False]
+    gave_up = [False]
 
     def sg(b: int) -> int:
         return b - 256 if b >= 128 else b
@@ -215,11 +215,11 @@ def _redis_stringmatch(pattern: bytes, string: bytes) -> bool:
                 while slen:
                     if impl(pi + 1, plen - 1, si, slen, nesting + 1):
                         return True
-                    if skip[0]:
+                    if gave_up[0]:
                         return False
                     si += 1
                     slen -= 1
-                skip[0] = True
+                gave_up[0] = True
                 return False
             elif c == 0x3F:
                 si += 1

@@ -9,14 +9,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.logger import globalLogPublisher, textFileLogObserver
 
 from lrrd.logtext import log_text
 from lrrd.store.archives import as_text
 from lrrd.watcher import Watcher
 from tests.fixtures.archives import make_cbz, numbered_pages
-from tests.fixtures.reading import LibraryApiTestCase, d
+from tests.fixtures.reading import IndexedLibraryApiTestCase, d
 from tests.test_opds import A, parse
 from tests.test_watcher import wait_until
 
@@ -25,21 +24,10 @@ RAW_NAME = b"caf\xe9 \xff.cbz"
 SHOWN = "caf\u00e9 \u00ff"
 
 
-class UndecodableNameTests(LibraryApiTestCase):
+class UndecodableNameTests(IndexedLibraryApiTestCase):
     """An archive named by bytes that are not UTF-8 is a first-class archive."""
 
     timeout = 60
-
-    def setUp(self) -> Deferred[None]:
-        result = super().setUp()
-        result.addCallback(lambda _: d(self._start_index()))
-        return result
-
-    async def _start_index(self) -> None:
-        index = self.services().search_index
-        index.startService()
-        self.addCleanup(index.stopService)
-        await index.when_loaded()
 
     def strict_log(self) -> io.BytesIO:
         """A log file as twistd writes one: UTF-8, strict (a surrogate fails the write)."""
