@@ -10,6 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
+from lrrd.api.area import area_app
 from lrrd.store.config import CONFIG_KEY
 from lrrd.store.redis import DB, RedisAddress, RedisStore
 from tests.fixtures.app import ApiTestCase, RedisTestCase
@@ -175,6 +176,36 @@ class UnimplementedTests(ApiTestCase):
             self.assertEqual(response.status, 501)
             self.assertEqual(response.json, {"operation": "getBackupJson",
                                              "error": "not implemented yet", "success": 0})
+        return d(run())
+
+
+class _Exploding:
+    """An area whose /api/info handler fails the way a bug would."""
+
+    app = area_app()
+
+    @app.route("/info", methods=["GET"], endpoint="getServerInfo")
+    async def info(self, request):  # noqa: ANN001, ANN201
+        raise RuntimeError("a bug")
+
+
+class CrashTests(ApiTestCase):
+    """An unexpected exception in a handler answers 500 JSON and logs its traceback."""
+
+    def make_site(self):  # noqa: ANN201
+        from lrrd.api.site import build_site
+
+        return build_site(self.services(), areas=[_Exploding()])
+
+    def test_unhandled_exception(self) -> Deferred[None]:
+        """The client gets the 500 envelope without the traceback; the log gets the traceback."""
+        async def run() -> None:
+            response = await self.get("/api/info")
+            self.assertEqual(response.status, 500)
+            self.assertEqual(response.json, {"error": "Internal server error.", "success": 0})
+            self.assertNotIn(b"a bug", response.body)
+            logged = self.flushLoggedErrors(RuntimeError)
+            self.assertEqual([str(f.value) for f in logged], ["a bug"])
         return d(run())
 
 
