@@ -13,7 +13,7 @@ from typing import Any
 from twisted.web.iweb import IRequest
 
 from lrrd.api.area import area_app, field
-from lrrd.api.errors import ApiError, api_response, write_json
+from lrrd.api.errors import ApiError, api_response, refusal_as_400, write_json
 from lrrd.api.locking import write_lock
 from lrrd.store.archives import ArchiveStore, as_text
 from lrrd.store.categories import BookmarkError, CategoryError, CategoryStore
@@ -106,11 +106,8 @@ class CategoriesApi:
     async def add_to_category(self, request: IRequest, cat_id: str, member_id: str) -> bytes:
         operation = "add_to_category"
         async with write_lock(self._locks, "category", cat_id, operation):
-            try:
+            with refusal_as_400(operation, CategoryError):
                 await self._categories.add_archive(cat_id, member_id)
-            except CategoryError as exc:
-                raise ApiError(400, exc.message, operation=operation,
-                               envelope="api_response") from None
         return write_json(request, api_response(
             operation, success_message=await self._message("Added", "to", cat_id, member_id)))
 
@@ -119,11 +116,8 @@ class CategoriesApi:
     async def remove_from_category(self, request: IRequest, cat_id: str, member_id: str) -> bytes:
         operation = "remove_from_category"
         async with write_lock(self._locks, "category", cat_id, operation):
-            try:
+            with refusal_as_400(operation, CategoryError):
                 await self._categories.remove_archive(cat_id, member_id)
-            except CategoryError as exc:
-                raise ApiError(400, exc.message, operation=operation,
-                               envelope="api_response") from None
         return write_json(request, api_response(
             operation, success_message=await self._message("Removed", "from", cat_id, member_id)))
 

@@ -7,7 +7,8 @@ ever sees a traceback (unexpected ones are logged with theirs).
 from __future__ import annotations
 
 from html import escape
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -77,6 +78,17 @@ class ApiError(Exception):
             body = {"operation": self.operation, "error": self.message, "success": 0}
         body.update(self.extra)
         return body
+
+
+@contextmanager
+def refusal_as_400(operation: str, *refusals: type[Exception]) -> Iterator[None]:
+    """A store's refusal (an exception carrying ``.message``) as the original's 400
+    ``render_api_response`` body for ``operation``."""
+    try:
+        yield
+    except refusals as exc:
+        raise ApiError(400, getattr(exc, "message", str(exc)), operation=operation,
+                       envelope="api_response") from None
 
 
 class ValidationFailed(Exception):

@@ -19,7 +19,7 @@ from twisted.web.iweb import IRequest
 
 from lrrd.api.area import area_app, arg, field
 from lrrd.api.contract import json_type_name
-from lrrd.api.errors import ApiError, ValidationFailed, api_response, write_json
+from lrrd.api.errors import ApiError, ValidationFailed, api_response, refusal_as_400, write_json
 from lrrd.api.locking import write_lock
 from lrrd.api.root import ACCESS_ATTR, AUTHENTICATED_ATTR
 from lrrd.images import tank_cover_path
@@ -156,10 +156,8 @@ class TankoubonsApi:
         if name == "":
             raise ApiError(400, "Tankoubon name not specified.", operation=operation,
                            envelope="api_response")
-        try:
+        with refusal_as_400(operation, TankError):
             created = await self._tanks.create(name, field(request, "tankid") or None)
-        except TankError as exc:
-            raise ApiError(400, exc.message, operation=operation, envelope="api_response") from None
         return write_json(request, {"operation": operation, "tankoubon_id": created, "success": 1})
 
     @app.route("/tankoubons/<string:tank_id>", methods=["PUT"], endpoint="updateTankoubon")
@@ -169,7 +167,7 @@ class TankoubonsApi:
         metadata = data.get("metadata") or {}
         archives = data.get("archives")
         async with write_lock(self._locks, "tankoubon", tank_id, operation):
-            try:
+            with refusal_as_400(operation, TankError):
                 tank = await self._tanks.update(
                     tank_id,
                     archives=archives,
@@ -178,9 +176,6 @@ class TankoubonsApi:
                     tags=metadata.get("tags"),
                     append=_truthy(metadata.get("append")),
                 )
-            except TankError as exc:
-                raise ApiError(400, exc.message, operation=operation,
-                               envelope="api_response") from None
         if archives is not None:
             await self._queue_thumbnail(tank_id)
         return write_json(request, api_response(
@@ -202,11 +197,8 @@ class TankoubonsApi:
     async def add_to_tankoubon(self, request: IRequest, tank_id: str, arcid: str) -> bytes:
         operation = "add_to_tankoubon"
         async with write_lock(self._locks, "tankoubon", tank_id, operation):
-            try:
+            with refusal_as_400(operation, TankError):
                 await self._tanks.add_archive(tank_id, arcid)
-            except TankError as exc:
-                raise ApiError(400, exc.message, operation=operation,
-                               envelope="api_response") from None
         return write_json(request, api_response(
             operation, success_message=await self._message("Added", "to", tank_id, arcid)))
 
@@ -215,11 +207,8 @@ class TankoubonsApi:
     async def remove_from_tankoubon(self, request: IRequest, tank_id: str, arcid: str) -> bytes:
         operation = "remove_from_tankoubon"
         async with write_lock(self._locks, "tankoubon", tank_id, operation):
-            try:
+            with refusal_as_400(operation, TankError):
                 was_first = await self._tanks.remove_archive(tank_id, arcid)
-            except TankError as exc:
-                raise ApiError(400, exc.message, operation=operation,
-                               envelope="api_response") from None
         body = api_response(
             operation, success_message=await self._message("Removed", "from", tank_id, arcid))
         if was_first:
@@ -252,10 +241,8 @@ class TankoubonsApi:
             raise ApiError(400, "Invalid progress value.", operation=operation,
                            envelope="api_response")
         now = int(time.time())
-        try:
+        with refusal_as_400(operation, TankError):
             await self._tanks.set_progress(tank_id, number)
-        except TankError as exc:
-            raise ApiError(400, exc.message, operation=operation, envelope="api_response") from None
         return write_json(request, {"operation": operation, "id": tank_id, "page": number,
                                     "lastreadtime": now, "success": 1})
 
