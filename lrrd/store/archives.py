@@ -15,6 +15,7 @@ import re
 import unicodedata
 from typing import Any, Iterable, Mapping, Sequence
 
+from lrrd.store.lua import COUNTED_LUA, INVALIDATE_LUA
 from lrrd.store.redis import DB, ScriptedStore, StoreError, gather
 from lrrd.store.registry import REGISTRY_LUA
 
@@ -180,18 +181,7 @@ local function stat_down(t)
 end
 """ % (STATS_VERSION_KEY, STATS_VERSION_KEY)
 
-_INVALIDATE = STATS_LUA + """
-local function invalidate(now)
-  redis.call('DEL', 'LRR_SEARCHCACHE')
-  redis.call('HSET', 'LRR_SEARCHCACHE', 'created', now)
-end
--- A counted list in ARGV (its length, then its items) starting at i: the items, the next index.
-local function counted(i)
-  local n = tonumber(ARGV[i])
-  local items = {}
-  for k = 1, n do items[k] = ARGV[i + k] end
-  return items, i + n + 1
-end
+_INVALIDATE = STATS_LUA + INVALIDATE_LUA + COUNTED_LUA + """
 -- Tag index and stats upkeep (in the search database) for one id's added/removed tags.
 local function index_tags(id, tags)
   for _, t in ipairs(tags) do redis.call('SADD', 'INDEX_' .. t, id); stat_up(t) end

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from lrrd.store.lua import INVALIDATE_LUA, JSON_LUA
 from lrrd.store.archives import ARCHIVE_ID_RE, CHANGES_CHANNEL, as_text, nfc
 from lrrd.store.redis import ScriptedStore, gather
 from lrrd.store.registry import REGISTRY_LUA, registered
@@ -27,11 +28,7 @@ BOOKMARK_FIELD = "bookmark_link"
 
 # Every script runs in the main database; ARGV[1] and ARGV[2] are the main and search database
 # numbers. Invalidation is the original's: drop the whole search cache, stamp ``created``.
-_INVALIDATE = """
-local function invalidate(now)
-  redis.call('DEL', 'LRR_SEARCHCACHE')
-  redis.call('HSET', 'LRR_SEARCHCACHE', 'created', now)
-end
+_INVALIDATE = INVALIDATE_LUA + """
 local function is_category(key)
   return redis.call('TYPE', key).ok == 'hash'
 end
@@ -101,7 +98,7 @@ return {1, ''}
 
 # ARGV: main, search, archive id, now, channel. Removes the first occurrence only.
 # Returns {code, detail}: 1 removed (or absent), -1 no category, -2 dynamic, -4 junk.
-_REMOVE = _INVALIDATE + """
+_REMOVE = _INVALIDATE + JSON_LUA + """
 local id, arc = KEYS[1], ARGV[3]
 if not is_category(id) then return {-1, ''} end
 local search = redis.call('HGET', id, 'search')
@@ -114,9 +111,7 @@ for _, member in ipairs(list) do
   local text = tostring(member)
   if not removed and text == arc then removed = true else table.insert(kept, text) end
 end
-local encoded = '[]'
-if #kept > 0 then encoded = cjson.encode(kept) end
-redis.call('HSET', id, 'archives', encoded)
+redis.call('HSET', id, 'archives', json_list(kept))
 redis.call('SELECT', ARGV[2])
 invalidate(ARGV[4])
 redis.call('PUBLISH', ARGV[5], id)
@@ -142,9 +137,7 @@ for k = 7, #ARGV do
     table.insert(texts, arc)
   end
 end
-local encoded = '[]'
-if #texts > 0 then encoded = cjson.encode(texts) end
-redis.call('HSET', id, 'archives', encoded)
+redis.call('HSET', id, 'archives', json_list(texts))
 redis.call('SELECT', ARGV[2])
 invalidate(ARGV[3])
 redis.call('PUBLISH', ARGV[4], id)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lrrd.store.lua import JSON_LUA
 from lrrd.store.redis import DB, RedisStore
 
 CATEGORY_KEY_PATTERN = "SET_" + "?" * 10
@@ -53,7 +54,7 @@ REGISTRY_MARKER = "lrrd:registries"
 #: Lua for scripts that start in the main database: ``registered('category'|'tank')`` gives the
 #: ids (building the registries first when the marker is missing), ``register``/``unregister``
 #: keep them in step. Call them before the script SELECTs another database.
-REGISTRY_LUA = """
+REGISTRY_LUA = JSON_LUA + """
 local REGISTRY = {
   category = {'%(categories)s', '%(category_pattern)s', 'hash'},
   tank = {'%(tanks)s', '%(tank_pattern)s', 'zset'},
@@ -86,14 +87,8 @@ local function uncategorise(id)
   for _, key in ipairs(registered('category')) do
     local raw = redis.call('HGET', key, 'archives')
     if raw and string.find(raw, id, 1, true) then
-      local ok, list = pcall(cjson.decode, raw)
-      if ok and type(list) == 'table' then
-        local kept = {}
-        for _, member in ipairs(list) do if member ~= id then table.insert(kept, member) end end
-        local encoded = '[]'
-        if #kept > 0 then encoded = cjson.encode(kept) end
-        redis.call('HSET', key, 'archives', encoded)
-      end
+      local kept = json_without(raw, id)
+      if kept then redis.call('HSET', key, 'archives', json_list(kept)) end
     end
   end
 end

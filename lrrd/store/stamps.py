@@ -13,6 +13,7 @@ import time
 import unicodedata
 from typing import Any
 
+from lrrd.store.lua import JSON_LUA
 from lrrd.store.archives import ARCHIVE_ID_RE
 from lrrd.store.redis import DB, RedisStore, gather
 
@@ -57,22 +58,14 @@ return key
 """
 
 # KEYS: stamp key. Returns the archive id it belonged to ('' if none), or false if no such stamp.
-_REMOVE = """
+_REMOVE = JSON_LUA + """
 local key = KEYS[1]
 if redis.call('EXISTS', key) == 0 then return false end
 local id = redis.call('HGET', key, 'archive_id') or ''
 if id ~= '' and redis.call('EXISTS', id) == 1 then
   local raw = redis.call('HGET', id, 'stamps')
-  if raw then
-    local ok, list = pcall(cjson.decode, raw)
-    if ok and type(list) == 'table' then
-      local kept = {}
-      for _, member in ipairs(list) do if member ~= key then table.insert(kept, member) end end
-      local encoded = '[]'
-      if #kept > 0 then encoded = cjson.encode(kept) end
-      redis.call('HSET', id, 'stamps', encoded)
-    end
-  end
+  local kept = raw and json_without(raw, key)
+  if kept then redis.call('HSET', id, 'stamps', json_list(kept)) end
 end
 redis.call('DEL', key)
 return id

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from lrrd.store.lua import COUNTED_LUA, INVALIDATE_LUA
 from lrrd.store.archives import (
     ARCHIVE_ID_RE, CHANGES_CHANNEL, STATS_LUA, as_int, as_text, index_tags, nfc,
     normalize_tags, tag_list, title_member,
@@ -42,11 +43,7 @@ _CAS_RETRIES = 8
 # Scripts start in the main database; ARGV[1] and ARGV[2] are the main and search database
 # numbers. KEYS are read in the main database before any SELECT. The other tanks and the
 # categories are the registered ones (``lrrd.store.registry``): no script scans the keyspace.
-_COMMON = STATS_LUA + REGISTRY_LUA + """
-local function invalidate(now)
-  redis.call('DEL', 'LRR_SEARCHCACHE')
-  redis.call('HSET', 'LRR_SEARCHCACHE', 'created', now)
-end
+_COMMON = STATS_LUA + REGISTRY_LUA + INVALIDATE_LUA + COUNTED_LUA + """
 local function is_tank(key)
   return redis.call('TYPE', key).ok == 'zset'
 end
@@ -61,11 +58,6 @@ local function in_other_tank(tanks, arc, except)
   return false
 end
 -- ARGV[i] is a count followed by that many values; returns the values and the next index.
-local function counted(i)
-  local n = tonumber(ARGV[i]); local out = {}
-  for k = 1, n do out[k] = ARGV[i + k] end
-  return out, i + n + 1
-end
 -- Own tags enter LRR_STATS; every unified tag (own + imputed) is an INDEX_ membership.
 local function reindex(id, stat_del, stat_add, index_del, index_add)
   for _, t in ipairs(stat_del) do stat_down(t) end
