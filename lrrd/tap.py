@@ -31,7 +31,7 @@ class Options(usage.Options):
 
     synopsis = (
         "[--listen ENDPOINT] [--content DIR] [--data DIR] [--redis URL] [--api-key KEY] "
-        "[--config FILE] [--role all|web|worker] [--workers N]"
+        "[--config FILE] [--role all|web|worker] [--workers N] [--base-url PREFIX]"
     )
     longdesc = (
         "Serve a LANraragi-compatible API for the comic archives in the content folder. "
