@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lxml import etree  # noqa: E402
 
-from bench_search import API_KEY, Client, percentile, start_lrrd, wait_loaded  # noqa: E402
+from bench_search import (  # noqa: E402
+    API_KEY, Client, percentile, start_lrrd, stop_run, wait_loaded,
+)
 from gen_library import generate  # noqa: E402
 from tests.fixtures.redis import RedisServer, free_tcp_port  # noqa: E402
 
@@ -134,15 +134,7 @@ def run(count: int, reps: int, keep: Path | None) -> dict[str, Any]:
               f"{'met' if page1 <= GOAL_MS else 'MISSED'} ({page1:.1f} ms)", file=sys.stderr)
         return results
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        redis.stop()
-        if keep is None:
-            subprocess.run(["rm", "-rf", str(root)], check=False)
+        stop_run(process, redis, root, keep)
 
 
 def main() -> None:

@@ -96,6 +96,21 @@ def start_lrrd(root: Path, redis_url: str, port: int, content: Path) -> tuple[su
     return process, log
 
 
+def stop_run(process: subprocess.Popen[bytes] | None, redis: Any, root: Path,
+             keep: Path | None) -> None:
+    """End a benchmark run: SIGTERM lrrd (SIGKILL after 30 s), stop its Redis, and remove the
+    run's folder unless it is to be kept."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    redis.stop()
+    if keep is None:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
 def wait_loaded(client: Client, log: Path, process: subprocess.Popen[bytes],
                 limit: float = 300) -> float:
     """Seconds of the first index load, as lrrd logs it; waits for search to answer 200."""
@@ -184,15 +199,7 @@ def run(count: int, reps: int, keep: Path | None, reload: float = 0.0) -> dict[s
               file=sys.stderr)
         return results
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        redis.stop()
-        if keep is None:
-            subprocess.run(["rm", "-rf", str(root)], check=False)
+        stop_run(process, redis, root, keep)
 
 
 def main() -> None:
